@@ -1,0 +1,238 @@
+"""The `encoderkit` command: parse, call the library, print. Bad input -> exit 2, one `error:` line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import fields
+from importlib import resources
+from pathlib import Path
+from typing import Any, NoReturn
+
+from encoderkit.errors import UserError
+
+COLUMN_FLAGS = ("text_column", "text_pair_column", "label_column")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one `error:` line and exit code 2 (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _quiet_libraries()
+    try:
+        return int(args.handler(args) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted (a run continues from its last checkpoint with --resume)", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="encoderkit", description="Fine-tune transformer encoders on NLU tasks.")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    train = sub.add_parser("train", help="fine-tune a model and write a run folder")
+    train.add_argument("--config", help="YAML file of config fields; flags given here override it")
+    _add_config_flags(train)
+    train.set_defaults(handler=cmd_train)
+
+    demo = sub.add_parser("demo", help="fine-tune the bundled minilm on the bundled demo data (offline, CPU)")
+    demo.add_argument("--output", default="runs/demo", help="run folder (replaced if it exists)")
+    demo.set_defaults(handler=cmd_demo)
+
+    evaluate = sub.add_parser("evaluate", help="metrics of a saved model on labelled data (one JSON object)")
+    evaluate.add_argument("--model", required=True, help="a run's model/ folder")
+    evaluate.add_argument("--data", required=True, help="labelled data file")
+    evaluate.add_argument("--task", help="must match the saved model's task when given")
+    _add_column_flags(evaluate)
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    predict = sub.add_parser("predict", help="predict a file; JSONL out, one line per input")
+    predict.add_argument("--model", required=True, help="a run's model/ folder")
+    predict.add_argument("--input", required=True, help="JSONL/CSV/TSV file")
+    predict.add_argument("--output", required=True, help="JSONL file to write")
+    predict.add_argument("--batch-size", type=int, default=64)
+    _add_column_flags(predict)
+    predict.set_defaults(handler=cmd_predict)
+
+    lengths = sub.add_parser("lengths", help="token-length statistics and the suggested max_length")
+    lengths.add_argument("--model", required=True, help="model name or folder (its tokenizer is used)")
+    lengths.add_argument("--data", required=True, help="data file")
+    lengths.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    _add_column_flags(lengths)
+    lengths.set_defaults(handler=cmd_lengths)
+
+    score = sub.add_parser("score", help="official SQuAD / KorQuAD metrics of a predictions file")
+    score.add_argument("--task", required=True, choices=("squad", "squad_v2", "korquad"))
+    score.add_argument("--data", required=True, help="gold file (SQuAD-format JSON or JSONL)")
+    score.add_argument("--predictions", required=True, help='JSON {"question id": "answer text"}')
+    score.add_argument("--na-probs", help="squad_v2: JSON {id: null probability} to find the best threshold")
+    score.set_defaults(handler=cmd_score)
+    return parser
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field; defaults are suppressed so only given flags override --config."""
+    from encoderkit.config import TrainConfig
+
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        kwargs: dict[str, Any] = {"help": f.metadata["help"], "default": argparse.SUPPRESS, "dest": f.name}
+        if f.metadata.get("choices"):
+            kwargs["choices"] = f.metadata["choices"]
+        if f.type in ("bool", bool):
+            kwargs["action"] = "store_true" if f.default is False else argparse.BooleanOptionalAction
+        parser.add_argument(flag, **kwargs)
+
+
+def _add_column_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--text-column", help="text column (default: as trained, then text/sentence/...)")
+    parser.add_argument("--text-pair-column", help="second text column")
+    parser.add_argument("--label-column", help="label column")
+
+
+def _column_flags(args: argparse.Namespace) -> dict[str, str | None]:
+    return {"text": args.text_column, "text_pair": args.text_pair_column, "label": args.label_column}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from encoderkit.config import FIELD_NAMES, build_config, load_yaml
+    from encoderkit.training.run import train
+
+    file_values = load_yaml(args.config) if args.config else {}
+    cli_values = {k: v for k, v in vars(args).items() if k in FIELD_NAMES}
+    result = train(build_config(file_values, cli_values))
+    _print_result(result)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from encoderkit.config import build_config
+    from encoderkit.training.run import train
+
+    demo = resources.files("encoderkit") / "demo"
+    config = build_config(
+        {},
+        {
+            "task": "classification",
+            "model": "minilm",
+            "train": str(demo / "train.jsonl"),
+            "eval": str(demo / "eval.jsonl"),
+            "output": args.output,
+            "epochs": 4,
+            "batch_size": 16,
+            "lr": 1e-4,
+            "overwrite": True,
+        },
+    )
+    _print_result(train(config))
+    return 0
+
+
+def _print_result(result: Any) -> None:
+    shown = {k: v for k, v in result.metrics.items() if isinstance(v, float | int)}
+    print(json.dumps(shown, indent=2))
+    print(f"model:  {result.run_dir / 'model'}")
+    print(f"report: {result.report}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from encoderkit.inference.predictor import Predictor
+
+    predictor = Predictor.from_dir(args.model)
+    if args.task and args.task != predictor.task:
+        raise UserError(
+            f"--task: the model at {args.model} was trained for '{predictor.task}', not '{args.task}'"
+        )
+    print(json.dumps(predictor.evaluate_file(args.data, _column_flags(args))))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from encoderkit.inference.predictor import Predictor
+    from encoderkit.training.run_folder import write_atomic
+
+    predictor = Predictor.from_dir(args.model, batch_size=args.batch_size)
+    predictions = predictor.predict_file(args.input, _column_flags(args))
+    output = Path(args.output)
+    if output.parent and not output.parent.exists():
+        raise UserError(f"{output.parent}: folder for --output does not exist")
+    write_atomic(output, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions))
+    print(f"{len(predictions)} predictions -> {output}", file=sys.stderr)
+    return 0
+
+
+def cmd_lengths(args: argparse.Namespace) -> int:
+    from encoderkit.data.columns import Columns, resolve_columns
+    from encoderkit.data.lengths import length_stats
+    from encoderkit.data.tables import read_table
+    from encoderkit.modeling import load_config, load_tokenizer, model_max_length
+    from encoderkit.tasks import classification as cls
+
+    tokenizer = load_tokenizer(args.model)
+    limit = model_max_length(load_config(args.model), tokenizer)
+    table = read_table(args.data)
+    columns = resolve_columns(table, args.text_column, args.text_pair_column, None, need_label=False)
+    examples = cls.read_examples(table, Columns(columns.text, columns.text_pair, None), need_label=False)
+    stats = length_stats(cls.tokenize(tokenizer, examples, None).lengths, limit)
+    print(json.dumps(stats.__dict__) if args.json else stats.table())
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from encoderkit.data.squad import gold_answers, read_squad_file
+    from encoderkit.evaluation.squad_metrics import score
+
+    gold = gold_answers(read_squad_file(args.data))
+    predictions = _read_json_object(args.predictions, "predictions")
+    na_probs = _read_json_object(args.na_probs, "na-probs") if args.na_probs else None
+    for qid, answer in predictions.items():
+        if not isinstance(answer, str):
+            raise UserError(f"{args.predictions}: answer for id '{qid}' is not a string")
+    print(json.dumps(score(args.task, gold, predictions, na_probs)))
+    return 0
+
+
+def _read_json_object(path: str, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: {what} file not found") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not valid UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON object of id -> value")
+    return data
+
+
+def _quiet_libraries() -> None:
+    """Hide load reports and progress bars of the libraries; encoderkit prints its own summary."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def _version() -> str:
+    from encoderkit import __version__
+
+    return f"encoderkit {__version__}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

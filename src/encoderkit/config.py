@@ -1,0 +1,173 @@
+"""One typed configuration for a training run: defaults, YAML files, CLI flags, validation.
+
+The CLI flags of `encoderkit train` are generated from the fields below (their `help` metadata),
+so the config file, the flags and the saved `config.yaml` always name the same things.
+Precedence: field default < `--config FILE.yaml` < explicit command-line flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from encoderkit.errors import UserError
+
+TASKS = ("classification", "regression", "qa")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+STRATEGIES = ("full", "frozen", "scratch")
+
+
+def _f(default: Any, help: str, **extra: Any) -> Any:
+    """A dataclass field carrying its CLI help text (and optional `choices`)."""
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass
+class TrainConfig:
+    # What to train on.
+    task: str = _f("classification", "task to train", choices=TASKS)
+    model: str = _f("minilm", "HF model id, local folder, or `minilm` (bundled offline model)")
+    train: str | None = _f(
+        None, "training data: JSONL/CSV/TSV (optionally .gz) or hub name `glue/mrpc:train`"
+    )
+    eval: str | None = _f(None, "evaluation data (same formats); enables best-checkpoint selection")
+    output: str | None = _f(None, "run folder to write")
+    text_column: str | None = _f(None, "text column (default: text/sentence/sentence1/...)")
+    text_pair_column: str | None = _f(None, "second text column for pairs (default: text_pair/sentence2)")
+    label_column: str | None = _f(None, "label column (default: label)")
+    # How long and how fast.
+    epochs: float = _f(3.0, "training epochs (fractions allowed)")
+    max_steps: int | None = _f(None, "stop after this many optimizer steps (overrides epochs)")
+    batch_size: int = _f(32, "examples per optimizer step (the global batch)")
+    grad_accum: int = _f(1, "split each batch into N micro-batches (same result, less memory)")
+    eval_batch_size: int = _f(128, "examples per evaluation forward pass")
+    lr: float = _f(1e-4, "peak learning rate (AdamW)")
+    weight_decay: float = _f(0.01, "AdamW weight decay (not applied to biases and LayerNorm)")
+    warmup_ratio: float = _f(0.1, "share of steps with linear warmup before linear decay")
+    max_grad_norm: float = _f(1.0, "gradient clipping norm (0 disables)")
+    max_length: int | str = _f("auto", "max tokens per example, or `auto` (multiple of 8 covering p99)")
+    seed: int = _f(42, "random seed (weights of the new head, dropout, batch order)")
+    precision: str = _f("auto", "`auto` = bf16/fp16 autocast on GPU, fp32 on CPU", choices=PRECISIONS)
+    strategy: str = _f("full", "which weights train", choices=STRATEGIES)
+    group_by_length: bool = _f(True, "batch examples of similar length together (less padding)")
+    # When to log, evaluate, save, stop.
+    logging_steps: int | None = _f(None, "log every N steps (default: about 50 points per run)")
+    eval_steps: int | None = _f(None, "evaluate every N optimizer steps (default: every epoch)")
+    save_steps: int | None = _f(500, "write a resumable checkpoint every N steps (and every epoch)")
+    early_stopping_patience: int | None = _f(None, "stop after N evaluations without improvement")
+    metric_for_best: str | None = _f(None, "eval metric that selects the best checkpoint (default per task)")
+    resume: bool = _f(False, "continue from the last checkpoint in --output")
+    overwrite: bool = _f(False, "replace an existing run folder")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a config file into a dict of known fields, or raise UserError naming the problem."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: config file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise UserError(f"{where}: invalid YAML") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of config fields, got {type(data).__name__}")
+    # Accept the CLI spelling too (text-column) so a user can copy flags into a file.
+    data = {str(k).replace("-", "_"): v for k, v in data.items()}
+    unknown = sorted(set(data) - set(FIELD_NAMES))
+    if unknown:
+        raise UserError(f"{path}: unknown config field '{unknown[0]}'")
+    return data
+
+
+def build_config(file_values: dict[str, Any], cli_values: dict[str, Any]) -> TrainConfig:
+    """Merge defaults < file < CLI, coerce types, validate. Raises UserError on bad values."""
+    merged = {**file_values, **cli_values}
+    coerced = {name: _coerce(name, value) for name, value in merged.items()}
+    config = TrainConfig(**coerced)
+    validate(config)
+    return config
+
+
+_FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Turn YAML/CLI values into the field's type; `max_length` also takes the word `auto`."""
+    if value is None:
+        return None
+    kind = str(_FIELD_TYPES[name])
+    try:
+        if name == "max_length":
+            return "auto" if str(value).lower() == "auto" else int(value)
+        if kind.startswith("bool"):
+            if isinstance(value, bool):
+                return value
+            return {"true": True, "false": False, "1": True, "0": False}[str(value).lower()]
+        if kind.startswith("int"):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if kind.startswith("float"):
+            return float(value)
+        return str(value)
+    except (ValueError, KeyError):
+        raise UserError(f"field '{name}': invalid value {value!r}") from None
+
+
+def validate(config: TrainConfig) -> None:
+    """Check ranges and choices once, so the rest of the code can trust the config."""
+    for f in fields(config):
+        choices = f.metadata.get("choices")
+        value = getattr(config, f.name)
+        if choices and value not in choices:
+            raise UserError(f"field '{f.name}': {value!r} is not one of {', '.join(choices)}")
+    positive = ["batch_size", "grad_accum", "eval_batch_size", "lr"]
+    positive += [n for n in ("max_steps", "logging_steps", "eval_steps", "save_steps") if getattr(config, n)]
+    for name in positive:
+        if getattr(config, name) <= 0:
+            raise UserError(f"field '{name}': must be > 0, got {getattr(config, name)}")
+    if config.batch_size % config.grad_accum:
+        raise UserError(
+            f"field 'grad_accum': {config.grad_accum} does not divide batch_size {config.batch_size}"
+        )
+    if not (config.epochs > 0 and math.isfinite(config.epochs)):
+        raise UserError(f"field 'epochs': must be > 0, got {config.epochs}")
+    if not 0 <= config.warmup_ratio < 1:
+        raise UserError(f"field 'warmup_ratio': must be in [0, 1), got {config.warmup_ratio}")
+    if config.weight_decay < 0 or config.max_grad_norm < 0:
+        raise UserError("fields 'weight_decay' and 'max_grad_norm' must be >= 0")
+    if isinstance(config.max_length, int) and config.max_length < 8:
+        raise UserError(f"field 'max_length': must be >= 8 or 'auto', got {config.max_length}")
+    if config.early_stopping_patience is not None and config.early_stopping_patience < 1:
+        raise UserError("field 'early_stopping_patience': must be >= 1")
+    if config.train is None:
+        raise UserError("field 'train': training data is required (--train PATH)")
+    if config.output is None:
+        raise UserError("field 'output': a run folder is required (--output DIR)")
+    if config.resume and config.overwrite:
+        raise UserError("fields 'resume' and 'overwrite' exclude each other")
+
+
+def save_yaml(config: TrainConfig, path: Path) -> None:
+    """Write the resolved config; `encoderkit train --config` reads it back unchanged."""
+    values = config.to_dict()
+    values["resume"] = False  # a saved config describes the run, not how it was started
+    path.write_text(yaml.safe_dump(values, sort_keys=False), encoding="utf-8")

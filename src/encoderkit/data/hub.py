@@ -1,0 +1,46 @@
+"""Hugging Face Hub datasets by name (`glue/mrpc:train`), through the `datasets` library.
+
+Needs the network (or a warm local cache); offline, the failure becomes one clear error line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from encoderkit.errors import UserError
+
+
+def parse_hub_name(source: str) -> list[tuple[str, str | None, str]]:
+    """The (path, config, split) readings of a name, most likely first.
+
+    `glue/mrpc:train` is ambiguous: a repository `glue/mrpc`, or the repository `glue` with the
+    config `mrpc`. Both readings are returned; `org/name/config` has only one.
+    """
+    name, _, split = source.partition(":")
+    split = split or "train"
+    parts = name.split("/")
+    if len(parts) == 3:
+        return [(f"{parts[0]}/{parts[1]}", parts[2], split)]
+    if len(parts) == 2:
+        return [(name, None, split), (parts[0], parts[1], split)]
+    return [(name, None, split)]
+
+
+def read_hub_table(source: str) -> Any:
+    from encoderkit.data.tables import Table
+
+    try:
+        import datasets
+    except ImportError:  # pragma: no cover - datasets is a dependency
+        raise UserError(f"{source}: not a file, and the `datasets` package is not installed") from None
+    last_error: Exception | None = None
+    for path, config, split in parse_hub_name(source):
+        try:
+            dataset = datasets.load_dataset(path, config, split=split)
+        except Exception as exc:  # datasets raises many types (offline, not found, bad split)
+            last_error = exc
+            continue
+        rows = [dict(row) for row in dataset]
+        return Table(source, list(dataset.column_names), rows, [None] * len(rows))
+    reason = str(last_error).splitlines()[0][:200] if last_error else "unknown error"
+    raise UserError(f"{source}: not a local file, and loading it from the Hugging Face Hub failed: {reason}")

@@ -1,0 +1,173 @@
+"""Read tabular examples (JSONL, CSV, TSV, gzipped or not, or a Hub dataset) into rows.
+
+Every row keeps the line of the file it came from, so a later check can say `file:line`.
+GLUE TSVs contain unbalanced quotes, so TSV is read with quoting off; CSV keeps standard quoting.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from encoderkit.errors import UserError, at
+
+GZIP_MAGIC = b"\x1f\x8b"
+# `glue/mrpc:train`, `imdb:test`, `org/name/config:validation[:10%]`
+HUB_NAME = re.compile(r"^[\w.-]+(/[\w.-]+){0,2}(:[\w.\[\]%:+-]+)?$")
+
+
+@dataclass
+class Table:
+    """Rows of one data source. `lines[i]` is the 1-based source line of `rows[i]` (None for hub)."""
+
+    source: str
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    lines: list[int | None]
+
+    def where(self, index: int) -> str:
+        return at(self.source, self.lines[index])
+
+
+def read_table(source: str) -> Table:
+    """Read a local file by its extension, or a Hub dataset name when no such file exists."""
+    path = Path(source)
+    if not path.exists():
+        if HUB_NAME.match(source) and not _looks_like_file(source):
+            from encoderkit.data.hub import read_hub_table
+
+            return read_hub_table(source)
+        raise UserError(f"{source}: file not found")
+    if path.is_dir():
+        raise UserError(f"{source}: is a folder, expected a data file")
+    text = _read_text(path)
+    kind = _kind(path, text)
+    if kind == "jsonl":
+        return _parse_jsonl(source, text)
+    if kind == "json":
+        return _parse_json_array(source, text)
+    if kind == "squad":
+        raise UserError(f"{source}: SQuAD-format JSON holds QA data; use --task qa")
+    return _parse_delimited(source, text, delimiter="\t" if kind == "tsv" else ",")
+
+
+def _looks_like_file(source: str) -> bool:
+    name = source.split(":")[0].lower()
+    return name.endswith((".json", ".jsonl", ".csv", ".tsv", ".txt", ".gz", ".ndjson"))
+
+
+def _read_text(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+    if raw.startswith(GZIP_MAGIC):
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise UserError(f"{path}: corrupt gzip data ({exc})") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise UserError(f"{path}:{line}: not valid UTF-8 (byte {raw[exc.start]:#04x})") from None
+
+
+def _kind(path: Path, text: str) -> str:
+    suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
+    suffix = suffixes[-1] if suffixes else ""
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if suffix == ".json":
+        head = text.lstrip()[:1]
+        if head == "[":
+            return "json"
+        if head == "{" and '"paragraphs"' in text[:5000] and '"data"' in text[:5000]:
+            return "squad"
+        return "jsonl"
+    if suffix == ".csv":
+        return "csv"
+    if suffix in (".tsv", ".txt", ""):
+        return "tsv"
+    raise UserError(f"{path}: unknown file type '{suffix}' (expected .jsonl, .json, .csv or .tsv)")
+
+
+def _parse_jsonl(source: str, text: str) -> Table:
+    rows: list[dict[str, Any]] = []
+    lines: list[int | None] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{source}:{number}: invalid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise UserError(f"{source}:{number}: JSON nested too deeply") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{source}:{number}: expected a JSON object, got {type(row).__name__}")
+        rows.append(row)
+        lines.append(number)
+    return Table(source, _columns(rows), rows, lines)
+
+
+def _parse_json_array(source: str, text: str) -> Table:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{source}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise UserError(f"{source}: JSON nested too deeply") from None
+    for i, row in enumerate(data):
+        if not isinstance(row, dict):
+            raise UserError(f"{source}: item [{i}] is a {type(row).__name__}, expected a JSON object")
+    return Table(source, _columns(data), data, [None] * len(data))
+
+
+def _parse_delimited(source: str, text: str, delimiter: str) -> Table:
+    stream = io.StringIO(text, newline="")
+    if delimiter == "\t":
+        reader = csv.reader(stream, delimiter="\t", quoting=csv.QUOTE_NONE, strict=True)
+    else:
+        reader = csv.reader(stream, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL, strict=True)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise UserError(f"{source}: empty file") from None
+    except csv.Error as exc:
+        raise UserError(f"{source}:1: {exc}") from None
+    header = [h.strip() for h in header]
+    if len(set(header)) != len(header):
+        raise UserError(f"{source}:1: duplicate column names in header {header}")
+    rows: list[dict[str, Any]] = []
+    lines: list[int | None] = []
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise UserError(f"{source}:{reader.line_num}: {exc}") from None
+        if not values or (len(values) == 1 and not values[0].strip()):
+            continue
+        if len(values) != len(header):
+            raise UserError(
+                f"{source}:{reader.line_num}: expected {len(header)} fields as in the header, "
+                f"found {len(values)} (is the delimiter {'tab' if delimiter == chr(9) else 'comma'} right?)"
+            )
+        rows.append(dict(zip(header, values, strict=True)))
+        lines.append(reader.line_num)
+    return Table(source, header, rows, lines)
+
+
+def _columns(rows: list[dict[str, Any]]) -> list[str]:
+    seen: dict[str, None] = {}
+    for row in rows[:1000]:
+        seen.update(dict.fromkeys(row))
+    return list(seen)

@@ -1,0 +1,59 @@
+"""Batched forward passes for evaluation and prediction (no gradients, length-sorted batches)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+
+import torch
+
+from encoderkit.training.batching import Encoded, collate, sorted_batches
+
+OUTPUT_KEYS = ("logits", "start_logits", "end_logits")
+
+
+@torch.inference_mode()
+def forward_all(
+    model: torch.nn.Module,
+    data: Encoded,
+    batch_size: int,
+    device: torch.device,
+    pad_id: int,
+    pad_left: bool = False,
+    autocast: Callable[[], AbstractContextManager] = nullcontext,
+) -> dict[str, torch.Tensor]:
+    """Model outputs for every feature, in the input order, as float32 CPU tensors.
+
+    `autocast` is a factory (e.g. `accelerator.autocast`), entered once per batch.
+    Per-token outputs (QA start/end logits, [N, L]) are padded to the longest feature with -inf
+    on the side the tokenizer pads, so token positions keep their meaning.
+    """
+    was_training = model.training
+    model.eval()
+    pieces: dict[str, list[torch.Tensor]] = {}
+    order: list[int] = []
+    multiple_of = 8 if device.type == "cuda" else 1
+    for indices in sorted_batches(data.lengths, batch_size):
+        batch = collate(Encoded(data.input_ids, data.token_type_ids), indices, pad_id, pad_left, multiple_of)
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        with autocast():
+            out = model(**batch)
+        for key in OUTPUT_KEYS:
+            if getattr(out, key, None) is not None:
+                pieces.setdefault(key, []).append(getattr(out, key).float().cpu())
+        order.extend(indices)
+    model.train(was_training)
+    inverse = torch.empty(len(order), dtype=torch.long)
+    inverse[torch.tensor(order)] = torch.arange(len(order))
+    return {key: _cat(parts, pad_left)[inverse] for key, parts in pieces.items()}
+
+
+def _cat(parts: list[torch.Tensor], pad_left: bool) -> torch.Tensor:
+    if parts[0].dim() == 2 and len({p.shape[1] for p in parts}) > 1:
+        width = max(p.shape[1] for p in parts)
+        padded = []
+        for p in parts:
+            pad = (width - p.shape[1], 0) if pad_left else (0, width - p.shape[1])
+            padded.append(torch.nn.functional.pad(p, pad, value=float("-inf")))
+        parts = padded
+    return torch.cat(parts)

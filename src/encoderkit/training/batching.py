@@ -1,0 +1,92 @@
+"""Tokenized examples, length-grouped batch order, and dynamic padding.
+
+Batch order is a pure function of (lengths, batch size, seed, epoch): a resumed run recomputes
+the same epoch and skips the batches it already trained on, so no sampler state is needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+# How many batches form one length-sorted "mega-batch": large enough to cut most padding,
+# small enough that batch composition still changes from epoch to epoch (as in HF's sampler).
+MEGABATCH = 50
+
+
+@dataclass
+class Encoded:
+    """Tokenized features. `targets` maps a model keyword (`labels`, `start_positions`) to values."""
+
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]] | None = None
+    targets: dict[str, list] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids in self.input_ids]
+
+
+def length_grouped_batches(
+    lengths: Sequence[int], batch_size: int, seed: int, epoch: int, group_by_length: bool = True
+) -> list[list[int]]:
+    """Shuffled batches of indices; with grouping, each batch holds examples of similar length.
+
+    Shuffle all indices, cut them into mega-batches of MEGABATCH * batch_size, sort each by
+    length (longest first), cut into batches, then shuffle the batch order; the longest batch goes
+    first so an out-of-memory error shows on step 1, not hours in.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths))
+    if not group_by_length:
+        return [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+    lengths_arr = np.asarray(lengths)
+    batches: list[list[int]] = []
+    span = MEGABATCH * batch_size
+    for i in range(0, len(order), span):
+        mega = order[i : i + span]
+        mega = mega[np.argsort(-lengths_arr[mega], kind="stable")]
+        batches.extend(mega[j : j + batch_size].tolist() for j in range(0, len(mega), batch_size))
+    batch_order = rng.permutation(len(batches))
+    batches = [batches[k] for k in batch_order]
+    longest = max(range(len(batches)), key=lambda k: max(lengths_arr[batches[k]]))
+    batches[0], batches[longest] = batches[longest], batches[0]
+    return batches
+
+
+def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Evaluation batches: sorted by length so padding is minimal; callers restore the order."""
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    return [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+
+
+def collate(
+    data: Encoded, indices: Sequence[int], pad_id: int, pad_left: bool = False, multiple_of: int = 1
+) -> dict[str, torch.Tensor]:
+    """Pad the selected features to the longest one (rounded up to `multiple_of`)."""
+    rows = [data.input_ids[i] for i in indices]
+    width = max(len(r) for r in rows)
+    width = -(-width // multiple_of) * multiple_of
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    types = torch.zeros((len(rows), width), dtype=torch.long) if data.token_type_ids is not None else None
+    for b, (i, row) in enumerate(zip(indices, rows, strict=True)):
+        cols = slice(width - len(row), width) if pad_left else slice(0, len(row))
+        input_ids[b, cols] = torch.tensor(row)
+        attention_mask[b, cols] = 1
+        if types is not None and data.token_type_ids is not None:
+            types[b, cols] = torch.tensor(data.token_type_ids[i])
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if types is not None:
+        batch["token_type_ids"] = types
+    for key, values in data.targets.items():
+        picked = [values[i] for i in indices]
+        dtype = torch.float if isinstance(picked[0], float) else torch.long
+        batch[key] = torch.tensor(picked, dtype=dtype)
+    return batch

@@ -1,0 +1,190 @@
+"""Side effects of training as small callbacks with named hooks.
+
+Order matters and is fixed by `default_callbacks`: log the step, then evaluate (which may stop
+early and save the best weights), then checkpoint (so a checkpoint includes that evaluation).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from encoderkit.training.state import LoopState, Plan
+
+
+class Callback:
+    """No-op hooks; subclasses override what they need."""
+
+    def on_train_begin(self, state: LoopState) -> None: ...
+    def on_step_end(self, state: LoopState, loss: float, lr: float) -> None: ...
+    def on_epoch_end(self, state: LoopState) -> None: ...
+    def on_train_end(self, state: LoopState) -> None: ...
+
+
+class RunLog:
+    """Append-only `log.jsonl`; its line count is kept in LoopState so resume can cut it back."""
+
+    def __init__(self, path: Path, state: LoopState) -> None:
+        self.path = path
+        self.state = state
+
+    def write(self, entry: dict[str, Any]) -> None:
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(entry) + "\n")
+        self.state.log_lines += 1
+
+    def truncate(self, lines: int) -> None:
+        """Drop entries written after the checkpoint being resumed from."""
+        if self.path.exists():
+            kept = self.path.read_text(encoding="utf-8").splitlines()[:lines]
+            self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
+def epoch_of(state: LoopState, plan: Plan) -> float:
+    return round(state.global_step / plan.steps_per_epoch, 4)
+
+
+class LossLogger(Callback):
+    """Every `logging_steps`: mean loss since the last entry, learning rate, throughput."""
+
+    def __init__(self, log: RunLog, plan: Plan) -> None:
+        self.log, self.plan = log, plan
+        self.losses: list[float] = []
+        self.mark = (0, 0.0)  # (examples_seen, train_time_s) at the last entry
+
+    def on_train_begin(self, state: LoopState) -> None:
+        self.mark = (state.examples_seen, state.train_time_s)
+
+    def on_step_end(self, state: LoopState, loss: float, lr: float) -> None:
+        self.losses.append(loss)
+        if state.global_step % self.plan.logging_steps and state.global_step != self.plan.total_steps:
+            return
+        examples, seconds = state.examples_seen - self.mark[0], state.train_time_s - self.mark[1]
+        self.log.write(
+            {
+                "step": state.global_step,
+                "epoch": epoch_of(state, self.plan),
+                "loss": sum(self.losses) / len(self.losses),
+                "lr": lr,
+                "examples_per_s": round(examples / seconds, 2) if seconds > 0 else None,
+            }
+        )
+        self.losses = []
+        self.mark = (state.examples_seen, state.train_time_s)
+
+
+class ProgressBar(Callback):
+    """A tqdm bar with loss, lr and examples/s (drawn only on a terminal)."""
+
+    def __init__(self, plan: Plan, enabled: bool = True) -> None:
+        self.plan = plan
+        self.enabled = enabled and sys.stderr.isatty()
+        self.bar: Any = None
+
+    def on_train_begin(self, state: LoopState) -> None:
+        if self.enabled:
+            self.bar = tqdm(
+                total=self.plan.total_steps, initial=state.global_step, unit="step", dynamic_ncols=True
+            )
+
+    def on_step_end(self, state: LoopState, loss: float, lr: float) -> None:
+        if self.bar is not None:
+            speed = state.examples_seen / state.train_time_s if state.train_time_s else 0.0
+            self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", ex_s=f"{speed:.0f}", refresh=False)
+            self.bar.update(1)
+
+    def on_train_end(self, state: LoopState) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class Evaluator(Callback):
+    """Evaluate on schedule, track the best checkpoint by one metric, stop early on patience."""
+
+    def __init__(
+        self,
+        evaluate: Callable[[], dict[str, float]],
+        save_best: Callable[[], None],
+        log: RunLog,
+        plan: Plan,
+        metric: str,
+        greater_is_better: bool = True,
+        patience: int | None = None,
+        echo: Callable[[str], None] = print,
+    ) -> None:
+        self.evaluate, self.save_best, self.log, self.plan = evaluate, save_best, log, plan
+        self.metric, self.greater, self.patience, self.echo = metric, greater_is_better, patience, echo
+
+    def on_step_end(self, state: LoopState, loss: float, lr: float) -> None:
+        if self.plan.eval_steps and state.global_step % self.plan.eval_steps == 0:
+            self._run(state)
+
+    def on_epoch_end(self, state: LoopState) -> None:
+        if not self.plan.eval_steps:
+            self._run(state)
+
+    def on_train_end(self, state: LoopState) -> None:
+        # The final weights are always a candidate, whatever the schedule.
+        if state.last_eval_step != state.global_step:
+            self._run(state)
+
+    def _run(self, state: LoopState) -> None:
+        started = time.perf_counter()
+        metrics = self.evaluate()
+        seconds = time.perf_counter() - started
+        state.last_eval_step = state.global_step
+        entry = {"step": state.global_step, "epoch": epoch_of(state, self.plan)}
+        entry.update({f"eval_{k}": v for k, v in metrics.items()})
+        entry["eval_runtime_s"] = round(seconds, 3)
+        self.log.write(entry)
+        value = metrics.get(self.metric)
+        if value is None or math.isnan(value):
+            raise KeyError(f"metric '{self.metric}' not among the eval metrics {sorted(metrics)}")
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        self.echo(f"step {state.global_step} eval: {shown}")
+        if self._improves(value, state.best_metric):
+            state.best_metric, state.best_step = value, state.global_step
+            state.evals_without_improvement = 0
+            self.save_best()
+        else:
+            state.evals_without_improvement += 1
+            if self.patience and state.evals_without_improvement >= self.patience:
+                self.echo(f"early stopping: {self.metric} did not improve in {self.patience} evaluations")
+                state.should_stop = True
+
+    def _improves(self, value: float, best: float | None) -> bool:
+        if best is None:
+            return True
+        return value > best if self.greater else value < best
+
+
+class Checkpointer(Callback):
+    """Resumable checkpoints every `save_steps` and at each epoch end (never twice for one step)."""
+
+    def __init__(self, save: Callable[[int], None], plan: Plan) -> None:
+        self.save, self.plan = save, plan
+        self.last_saved = -1
+
+    def on_train_begin(self, state: LoopState) -> None:
+        self.last_saved = state.global_step  # a resumed run starts from a saved step
+
+    def on_step_end(self, state: LoopState, loss: float, lr: float) -> None:
+        if self.plan.save_steps and state.global_step % self.plan.save_steps == 0:
+            self._save(state)
+
+    def on_epoch_end(self, state: LoopState) -> None:
+        self._save(state, force=True)
+
+    def _save(self, state: LoopState, force: bool = False) -> None:
+        if state.global_step >= self.plan.total_steps or state.should_stop:
+            return  # training ends here; the final model is saved by the caller
+        if force or self.last_saved != state.global_step:
+            self.save(state.global_step)
+            self.last_saved = state.global_step

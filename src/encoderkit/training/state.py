@@ -1,0 +1,73 @@
+"""What the loop knows about its own progress, and the step arithmetic of a run."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class LoopState:
+    """Everything besides model/optimizer/scheduler/RNG that a checkpoint must restore.
+
+    Registered with `accelerator.register_for_checkpointing`, so it is saved inside each checkpoint.
+    """
+
+    global_step: int = 0  # optimizer steps done
+    epoch: int = 0  # current epoch (0-based)
+    batch_in_epoch: int = 0  # micro-batches of the current epoch already trained on
+    examples_seen: int = 0
+    train_time_s: float = 0.0  # time in forward/backward/step only (no eval, no checkpoint I/O)
+    best_metric: float | None = None
+    best_step: int | None = None
+    evals_without_improvement: int = 0
+    last_eval_step: int = -1
+    log_lines: int = 0  # lines of log.jsonl written so far (resume cuts the file back to this)
+    should_stop: bool = False
+
+    def state_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Step counts derived once from the data size and the config."""
+
+    batches_per_epoch: int
+    steps_per_epoch: int  # optimizer steps
+    total_steps: int
+    num_epochs: int  # epochs started (the last may be cut short by max_steps / fractional epochs)
+    logging_steps: int
+    eval_steps: int | None  # None: evaluate at the end of each epoch
+    save_steps: int | None
+
+
+def make_plan(
+    num_examples: int,
+    batch_size: int,
+    grad_accum: int,
+    epochs: float,
+    max_steps: int | None,
+    logging_steps: int | None,
+    eval_steps: int | None,
+    save_steps: int | None,
+) -> Plan:
+    micro = max(1, batch_size // grad_accum)
+    batches = math.ceil(num_examples / micro)
+    steps_per_epoch = math.ceil(batches / grad_accum)
+    total = max_steps if max_steps else math.ceil(epochs * steps_per_epoch)
+    return Plan(
+        batches_per_epoch=batches,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total,
+        num_epochs=math.ceil(total / steps_per_epoch),
+        logging_steps=logging_steps or max(1, total // 50),
+        eval_steps=eval_steps,
+        save_steps=save_steps,
+    )

@@ -1,0 +1,186 @@
+"""End to end through the real CLI on a tiny random BERT: files, metrics, learning, reload, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from encoderkit.cli import main
+from tests.conftest import sentiment_rows, write_jsonl
+
+FAST = ["--batch-size", "8", "--lr", "3e-3", "--eval-batch-size", "16"]
+
+
+def run_cli(*args: str) -> int:
+    return main([str(a) for a in args])
+
+
+def train_args(tiny_model: str, train: str, output: Path, *extra: str) -> list[str]:
+    return ["train", "--model", tiny_model, "--train", train, "--output", str(output), *FAST, *extra]
+
+
+@pytest.fixture(scope="module")
+def finished_run(
+    tiny_model: str, sentiment_files: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    train, dev = sentiment_files
+    out = tmp_path_factory.mktemp("runs") / "run"
+    assert (
+        run_cli(*train_args(tiny_model, train, out, "--eval", dev, "--epochs", "8", "--eval-steps", "24"))
+        == 0
+    )
+    return out
+
+
+def test_run_folder_holds_every_promised_file(finished_run: Path) -> None:
+    for name in ("config.yaml", "metrics.json", "log.jsonl", "report.html", "model/README.md"):
+        assert (finished_run / name).is_file(), name
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "encoderkit.json"):
+        assert (finished_run / "model" / name).is_file(), name
+    assert not (finished_run / "checkpoints").exists(), "checkpoints are removed at the end"
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    promised = {
+        "accuracy",
+        "f1",
+        "mcc",
+        "train_runtime_s",
+        "train_samples_per_s",
+        "trainable_params",
+        "total_params",
+    }
+    assert promised <= metrics.keys()
+    assert metrics["trainable_params"] == metrics["total_params"] > 0
+    assert 0.0 <= metrics["accuracy"] <= 1.0
+
+
+def test_log_has_training_and_eval_entries(finished_run: Path) -> None:
+    entries = [json.loads(line) for line in (finished_run / "log.jsonl").read_text().splitlines()]
+    train_entries = [e for e in entries if "loss" in e]
+    eval_entries = [e for e in entries if "eval_accuracy" in e]
+    assert train_entries and all({"step", "epoch", "loss", "lr"} <= e.keys() for e in train_entries)
+    # 96 examples / batch 8 = 12 steps per epoch, 96 steps, eval every 24.
+    assert [e["step"] for e in eval_entries] == [24, 48, 72, 96]
+    steps = [e["step"] for e in train_entries]
+    assert steps == sorted(steps) and steps[-1] == 96
+
+
+def test_model_learns_the_toy_task(finished_run: Path) -> None:
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    entries = [json.loads(line) for line in (finished_run / "log.jsonl").read_text().splitlines()]
+    best = max(e["eval_accuracy"] for e in entries if "eval_accuracy" in e)
+    assert metrics["accuracy"] == pytest.approx(best), "metrics.json reports the best checkpoint"
+    assert metrics["accuracy"] >= 0.8
+
+
+def test_config_yaml_is_resolved_and_rerunnable(finished_run: Path, tmp_path: Path) -> None:
+    saved = yaml.safe_load((finished_run / "config.yaml").read_text())
+    assert isinstance(saved["max_length"], int) and saved["metric_for_best"] == "accuracy"
+    again = tmp_path / "again"
+    assert run_cli("train", "--config", finished_run / "config.yaml", "--output", again) == 0
+    first = json.loads((finished_run / "metrics.json").read_text())
+    second = json.loads((again / "metrics.json").read_text())
+    assert second["accuracy"] == first["accuracy"] and second["mcc"] == first["mcc"]
+
+
+def test_saved_model_reloads_and_predicts_the_same_labels(
+    finished_run: Path, sentiment_files: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    _, dev = sentiment_files
+    out = tmp_path / "pred.jsonl"
+    assert run_cli("predict", "--model", finished_run / "model", "--input", dev, "--output", out) == 0
+    predictions = [json.loads(line) for line in out.read_text().splitlines()]
+    rows = [json.loads(line) for line in Path(dev).read_text().splitlines()]
+    assert len(predictions) == len(rows)
+    # Reload with plain transformers: the same labels, by name, as `encoderkit predict`.
+    model = AutoModelForSequenceClassification.from_pretrained(finished_run / "model").eval()
+    tokenizer = AutoTokenizer.from_pretrained(finished_run / "model")
+    with torch.no_grad():
+        logits = model(**tokenizer([r["text"] for r in rows], padding=True, return_tensors="pt")).logits
+    names = [model.config.id2label[i] for i in logits.argmax(-1).tolist()]
+    assert [p["label_name"] for p in predictions] == names
+    assert all(abs(sum(p["probabilities"].values()) - 1) < 1e-4 for p in predictions)
+    # `evaluate` on the eval file reproduces the metrics of the run.
+    capsys.readouterr()
+    assert run_cli("evaluate", "--model", finished_run / "model", "--data", dev) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    assert evaluated["accuracy"] == pytest.approx(metrics["accuracy"])
+    assert evaluated["examples"] == len(rows)
+
+
+def test_loss_falls_when_overfitting_16_examples(tiny_model: str, tmp_path: Path) -> None:
+    train = write_jsonl(tmp_path / "t16.jsonl", sentiment_rows(16, seed=5))
+    out = tmp_path / "overfit"
+    args = train_args(tiny_model, str(train), out, "--epochs", "60", "--logging-steps", "2")
+    assert run_cli(*args) == 0
+    losses = [json.loads(line)["loss"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert losses[-1] < 0.25 * losses[0], losses
+
+
+def test_regression_task(tiny_model: str, tmp_path: Path) -> None:
+    rows = [{"sentence1": r["text"], "sentence2": "it was", "score": 4.5 if r["label"] == "positive" else 0.5}
+            for r in sentiment_rows(48, seed=7)]  # fmt: skip
+    train = write_jsonl(tmp_path / "sts.jsonl", rows)
+    out = tmp_path / "reg"
+    args = train_args(tiny_model, str(train), out, "--task", "regression", "--eval", str(train))
+    assert run_cli(*args, "--label-column", "score", "--epochs", "8") == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"pearson", "spearman"} <= metrics.keys()
+    assert metrics["pearson"] > 0.5
+    meta = json.loads((out / "model" / "encoderkit.json").read_text())
+    assert meta["columns"] == {"text": "sentence1", "text_pair": "sentence2", "label": "score"}
+
+
+def test_three_string_labels_from_tsv(tiny_model: str, tmp_path: Path) -> None:
+    lines = ["sentence\tlabel"] + [f"{r['text']} {i % 3}\t{['neg', 'neu', 'pos'][i % 3]}"
+                                   for i, r in enumerate(sentiment_rows(30))]  # fmt: skip
+    train = tmp_path / "three.tsv"
+    train.write_text("\ufeff" + "\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "three"
+    assert run_cli(*train_args(tiny_model, str(train), out, "--eval", str(train), "--epochs", "1")) == 0
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert list(config["id2label"].values()) == ["neg", "neu", "pos"]
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "model" / "model.safetensors"))
+
+
+def test_resume_after_kill_reproduces_uninterrupted_weights(
+    tiny_model: str, sentiment_files: tuple[str, str], tmp_path: Path
+) -> None:
+    train, dev = sentiment_files
+    common = ["--eval", dev, "--epochs", "2", "--save-steps", "5", "--eval-steps", "6"]
+    straight = tmp_path / "straight"
+    assert run_cli(*train_args(tiny_model, train, straight, *common)) == 0
+
+    killed = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "encoderkit", *train_args(tiny_model, train, killed, *common)]
+    env = {**os.environ, "ENCODERKIT_KILL_AT_STEP": "13"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr
+    assert not (killed / "metrics.json").exists(), "a killed run must not look finished"
+    assert (killed / "checkpoints" / "step-12").is_dir()  # epoch end (12 steps/epoch); step-10 pruned
+
+    resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = _weights(straight), _weights(killed)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
+    log_a = (straight / "log.jsonl").read_text().splitlines()
+    log_b = (killed / "log.jsonl").read_text().splitlines()
+    assert _without_timings(log_a) == _without_timings(log_b)
+
+
+def _without_timings(lines: list[str]) -> list[dict]:
+    timed = ("eval_runtime_s", "examples_per_s")
+    return [{k: v for k, v in json.loads(line).items() if k not in timed} for line in lines]
