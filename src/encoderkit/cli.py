@@ -65,6 +65,9 @@ def build_parser() -> Parser:
     predict.add_argument("--input", required=True, help="JSONL/CSV/TSV file")
     predict.add_argument("--output", required=True, help="JSONL file to write")
     predict.add_argument("--batch-size", type=int, default=64)
+    predict.add_argument(
+        "--squad-predictions", help="qa: also write {id: answer} JSON for `encoderkit score`"
+    )
     _add_column_flags(predict)
     predict.set_defaults(handler=cmd_predict)
 
@@ -171,6 +174,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if output.parent and not output.parent.exists():
         raise UserError(f"{output.parent}: folder for --output does not exist")
     write_atomic(output, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions))
+    if args.squad_predictions:
+        if predictor.task != "qa":
+            raise UserError("--squad-predictions: only for qa models")
+        official = {p["id"]: p["answer"] for p in predictions}
+        write_atomic(Path(args.squad_predictions), json.dumps(official, ensure_ascii=False) + "\n")
     print(f"{len(predictions)} predictions -> {output}", file=sys.stderr)
     return 0
 

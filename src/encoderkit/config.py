@@ -20,6 +20,7 @@ from encoderkit.errors import UserError
 TASKS = ("classification", "regression", "qa")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 STRATEGIES = ("full", "frozen", "scratch")
+QA_METRICS = ("auto", "squad", "squad_v2", "korquad")
 
 
 def _f(default: Any, help: str, **extra: Any) -> Any:
@@ -50,7 +51,16 @@ class TrainConfig:
     weight_decay: float = _f(0.01, "AdamW weight decay (not applied to biases and LayerNorm)")
     warmup_ratio: float = _f(0.1, "share of steps with linear warmup before linear decay")
     max_grad_norm: float = _f(1.0, "gradient clipping norm (0 disables)")
-    max_length: int | str = _f("auto", "max tokens per example, or `auto` (multiple of 8 covering p99)")
+    max_length: int | str = _f(
+        "auto", "max tokens per example or QA window; `auto`: multiple of 8 covering p99 (qa: 384)"
+    )
+    doc_stride: int = _f(128, "qa: tokens shared by consecutive windows over a long context")
+    max_query_length: int = _f(64, "qa: questions are cut to this many tokens")
+    n_best: int = _f(20, "qa: candidate spans kept per question")
+    max_answer_length: int = _f(30, "qa: longest answer in tokens")
+    qa_metric: str = _f(
+        "auto", "qa: official metric (auto: squad_v2 if unanswerable questions)", choices=QA_METRICS
+    )
     seed: int = _f(42, "random seed (weights of the new head, dropout, batch order)")
     precision: str = _f("auto", "`auto` = bf16/fp16 autocast on GPU, fp32 on CPU", choices=PRECISIONS)
     strategy: str = _f("full", "which weights train", choices=STRATEGIES)
@@ -139,7 +149,8 @@ def validate(config: TrainConfig) -> None:
         value = getattr(config, f.name)
         if choices and value not in choices:
             raise UserError(f"field '{f.name}': {value!r} is not one of {', '.join(choices)}")
-    positive = ["batch_size", "grad_accum", "eval_batch_size", "lr"]
+    positive = ["batch_size", "grad_accum", "eval_batch_size", "lr", "doc_stride", "max_query_length"]
+    positive += ["n_best", "max_answer_length"]
     positive += [n for n in ("max_steps", "logging_steps", "eval_steps", "save_steps") if getattr(config, n)]
     for name in positive:
         if getattr(config, name) <= 0:

@@ -1,4 +1,8 @@
-"""Load a saved model folder and predict or evaluate; shared by the CLI (and later the server)."""
+"""Load a saved model folder and predict or evaluate; shared by the CLI (and later the server).
+
+A model folder carries `encoderkit.json` (task, columns, max_length, labels, QA decoding settings
+and the tuned SQuAD v2 null threshold), so predictions use exactly what evaluation used.
+"""
 
 from __future__ import annotations
 
@@ -8,29 +12,42 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification
 
 from encoderkit.data.columns import Columns, resolve_columns
+from encoderkit.data.qa_types import QAExample
 from encoderkit.data.tables import Table, read_table
 from encoderkit.errors import UserError
 from encoderkit.inference.forward import forward_all
 from encoderkit.modeling import load_tokenizer
 from encoderkit.tasks import classification as cls
+from encoderkit.training.batching import Encoded
 from encoderkit.training.outputs import METADATA_FILE
+
+MODEL_CLASSES = {
+    "classification": AutoModelForSequenceClassification,
+    "regression": AutoModelForSequenceClassification,
+    "qa": AutoModelForQuestionAnswering,
+}
 
 
 @dataclass
 class Predictor:
-    """A fine-tuned model with what it was trained with: task, columns, max_length, labels."""
+    """A fine-tuned model with what it was trained with."""
 
     model: Any
     tokenizer: Any
-    task: str
-    columns: dict[str, str | None]
-    max_length: int
-    label_names: list[str] | None
+    meta: dict[str, Any]
     device: torch.device
     batch_size: int = 64
+
+    @property
+    def task(self) -> str:
+        return str(self.meta["task"])
+
+    @property
+    def label_names(self) -> list[str] | None:
+        return self.meta.get("label_names")
 
     @classmethod
     def from_dir(cls_, path: str | Path, device: str | None = None, batch_size: int = 64) -> Predictor:
@@ -46,24 +63,23 @@ class Predictor:
         if not meta_path.exists():
             raise UserError(f"{path}: not an encoderkit model folder (no {METADATA_FILE})")
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta["task"] not in ("classification", "regression"):
-            raise UserError(f"{path}: task '{meta['task']}' is not supported by this version")
+        if meta.get("task") not in MODEL_CLASSES:
+            raise UserError(f"{meta_path}: unknown task {meta.get('task')!r}")
         target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        model = AutoModelForSequenceClassification.from_pretrained(path).to(target).eval()
-        return cls_(
-            model=model,
-            tokenizer=load_tokenizer(str(path)),
-            task=meta["task"],
-            columns=meta["columns"],
-            max_length=int(meta["max_length"]),
-            label_names=meta.get("label_names"),
-            device=target,
-            batch_size=batch_size,
+        model = MODEL_CLASSES[meta["task"]].from_pretrained(path).to(target).eval()
+        return cls_(model, load_tokenizer(str(path)), meta, target, batch_size)
+
+    def outputs(self, encoded: Encoded) -> dict[str, torch.Tensor]:
+        pad_left = self.tokenizer.padding_side == "left"
+        return forward_all(
+            self.model, encoded, self.batch_size, self.device, self.tokenizer.pad_token_id, pad_left
         )
+
+    # Classification and regression -------------------------------------------------------
 
     def resolve(self, table: Table, flags: dict[str, str | None], need_label: bool) -> Columns:
         """Columns from the flags, falling back to those the model was trained with, then defaults."""
-        trained = self.columns
+        trained = self.meta.get("columns", {})
 
         def pick(role: str) -> str | None:
             if flags.get(role):
@@ -74,12 +90,7 @@ class Predictor:
         return resolve_columns(table, pick("text"), pick("text_pair"), pick("label"), need_label)
 
     def logits(self, examples: list[cls.TextExample]) -> torch.Tensor:
-        encoded = cls.tokenize(self.tokenizer, examples, self.max_length)
-        pad_left = self.tokenizer.padding_side == "left"
-        outputs = forward_all(
-            self.model, encoded, self.batch_size, self.device, self.tokenizer.pad_token_id, pad_left
-        )
-        return outputs["logits"]
+        return self.outputs(cls.tokenize(self.tokenizer, examples, int(self.meta["max_length"])))["logits"]
 
     def predict_texts(self, texts: list[str], pairs: list[str] | None = None) -> list[dict[str, Any]]:
         """Predict raw strings (the Python API): one dict per text."""
@@ -88,8 +99,36 @@ class Predictor:
         ]
         return cls.format_predictions(self.logits(examples), self.label_names)
 
+    # Question answering ------------------------------------------------------------------
+
+    def answer(self, examples: list[QAExample]) -> list[Any]:
+        """QA predictions with the saved windows, n-best settings and null threshold."""
+        from encoderkit.tasks.qa_features import build_features
+        from encoderkit.tasks.qa_postprocess import decode_predictions
+
+        m = self.meta
+        features = build_features(
+            self.tokenizer, examples, max_length=int(m["max_length"]), doc_stride=int(m["doc_stride"]),
+            max_query_length=int(m["max_query_length"]), with_labels=False,
+        )  # fmt: skip
+        out = self.outputs(Encoded(features.input_ids, features.token_type_ids))
+        return decode_predictions(
+            examples, features, out["start_logits"], out["end_logits"], n_best=int(m["n_best"]),
+            max_answer_length=int(m["max_answer_length"]), null_threshold=m.get("null_threshold"),
+            padding_side=self.tokenizer.padding_side,
+        )  # fmt: skip
+
+    def answer_one(self, question: str, context: str) -> dict[str, Any]:
+        return qa_row(self.answer([QAExample("q0", question, context)])[0])
+
+    # Files -------------------------------------------------------------------------------
+
     def predict_file(self, source: str, flags: dict[str, str | None]) -> list[dict[str, Any]]:
-        """Predict every row of a file; rows keep their `id` column when there is one."""
+        """Predict every input of a file; rows keep their `id` when there is one."""
+        if self.task == "qa":
+            from encoderkit.tasks.qa import read_qa_examples
+
+            return [qa_row(p) for p in self.answer(read_qa_examples(source))]
         table = read_table(source)
         columns = self.resolve(table, flags, need_label=False)
         examples = cls.read_examples(table, Columns(columns.text, columns.text_pair, None), need_label=False)
@@ -98,15 +137,39 @@ class Predictor:
             predictions = [{"id": row.get("id"), **p} for row, p in zip(table.rows, predictions, strict=True)]
         return predictions
 
-    def evaluate_file(self, source: str, flags: dict[str, str | None]) -> dict[str, float]:
-        """Metrics on a labelled file, exactly as training computed them on its eval set."""
+    def evaluate_file(self, source: str, flags: dict[str, str | None]) -> dict[str, Any]:
+        """Metrics on a labelled file, computed as training computed them on its eval set."""
+        if self.task == "qa":
+            return self._evaluate_qa(source)
         table = read_table(source)
         columns = self.resolve(table, flags, need_label=True)
         examples = cls.read_examples(table, columns, need_label=True)
-        targets = (
-            cls.label_ids(examples, self.label_names)
-            if self.label_names
-            else cls.regression_targets(examples)
-        )
-        result = cls.evaluate_logits(self.logits(examples), targets, self.label_names)
+        names = self.label_names
+        targets = cls.label_ids(examples, names) if names else cls.regression_targets(examples)
+        result = cls.evaluate_logits(self.logits(examples), targets, names)
         return {**result.metrics, "examples": len(examples)}
+
+    def _evaluate_qa(self, source: str) -> dict[str, Any]:
+        from encoderkit.data.squad import gold_answers
+        from encoderkit.evaluation.squad_metrics import score
+        from encoderkit.tasks.qa import choose_metric, read_qa_examples
+
+        examples = read_qa_examples(source)
+        metric = self.meta.get("qa_metric") or choose_metric("auto", examples)
+        answers = {p.id: p.answer for p in self.answer(examples)}
+        return {**score(metric, gold_answers(examples), answers), "examples": len(examples), "metric": metric}
+
+
+def qa_row(prediction: Any) -> dict[str, Any]:
+    """One JSONL line: id, answer, score, character offsets into the context, n-best list."""
+    return {
+        "id": prediction.id,
+        "answer": prediction.answer,
+        "score": round(prediction.score, 4),
+        "start": prediction.start,
+        "end": prediction.end,
+        "nbest": [
+            {"text": s.text, "score": round(s.score, 4), "start": s.start, "end": s.end}
+            for s in prediction.nbest
+        ],
+    }

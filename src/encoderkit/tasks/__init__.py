@@ -30,6 +30,7 @@ class PreparedData:
 class Evaluation:
     metrics: dict[str, float]
     confusion: list[list[int]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # task-specific (QA predictions, threshold)
 
 
 class Task(Protocol):
@@ -43,10 +44,17 @@ class Task(Protocol):
 
     def evaluate(self, outputs: dict[str, torch.Tensor], data: PreparedData) -> Evaluation: ...
 
+    def saved_settings(self, data: PreparedData, final: Evaluation | None) -> dict[str, Any]: ...
+
+    def report_sections(self, data: PreparedData, final: Evaluation | None) -> list[tuple[str, str]]: ...
+
 
 def get_task(name: str) -> Task:
+    from encoderkit.tasks.qa import QATask
     from encoderkit.tasks.sequence import SequenceTask
 
     if name in ("classification", "regression"):
         return SequenceTask(name)
+    if name == "qa":
+        return QATask()
     raise UserError(f"field 'task': '{name}' is not available yet")

@@ -79,6 +79,12 @@ class SequenceTask:
         result = cls.evaluate_logits(outputs["logits"], data.eval_gold, data.label_names)
         return Evaluation(result.metrics, result.confusion)
 
+    def saved_settings(self, data: PreparedData, final: Evaluation | None) -> dict[str, Any]:
+        return {}
+
+    def report_sections(self, data: PreparedData, final: Evaluation | None) -> list[tuple[str, str]]:
+        return []
+
 
 def _columns_dict(columns: Columns) -> dict[str, str | None]:
     return {"text": columns.text, "text_pair": columns.text_pair, "label": columns.label}

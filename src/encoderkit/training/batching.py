@@ -24,6 +24,8 @@ class Encoded:
     input_ids: list[list[int]]
     token_type_ids: list[list[int]] | None = None
     targets: dict[str, list] = field(default_factory=dict)
+    # Targets that are token positions (QA start/end): shifted when a batch pads on the left.
+    position_keys: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -87,6 +89,8 @@ def collate(
         batch["token_type_ids"] = types
     for key, values in data.targets.items():
         picked = [values[i] for i in indices]
+        if pad_left and key in data.position_keys:
+            picked = [p + width - len(row) for p, row in zip(picked, rows, strict=True)]
         dtype = torch.float if isinstance(picked[0], float) else torch.long
         batch[key] = torch.tensor(picked, dtype=dtype)
     return batch

@@ -74,6 +74,7 @@ def write_run_report(
         max_length=data.max_length,
         data_summary=data.summary,
         warnings=data.warnings + training_warnings(log),
+        extra_sections=task.report_sections(data, final),
     )
     return write_report(run_dir, inputs)
 

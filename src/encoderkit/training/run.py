@@ -143,7 +143,8 @@ def train(config: TrainConfig, echo: Any = print) -> RunResult:
         final = last_eval["latest"]
     metrics = _final_metrics(final, state, trainable, total, time.perf_counter() - started)
     card = model_card(config, data, task, metrics, __version__)
-    save_model(unwrapped, tokenizer, run_dir / "model", _metadata(config, data, task), card)
+    metadata = {**_metadata(config, data, task), **task.saved_settings(data, final)}
+    save_model(unwrapped, tokenizer, run_dir / "model", metadata, card)
     report = write_run_report(run_dir, config, data, task, metrics, final)
     shutil.rmtree(run_dir / run_folder.CHECKPOINTS, ignore_errors=True)
     run_folder.write_json(run_dir / "metrics.json", metrics)  # last: marks the run finished
