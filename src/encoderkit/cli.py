@@ -169,14 +169,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from encoderkit.training.run_folder import write_atomic
 
     predictor = Predictor.from_dir(args.model, batch_size=args.batch_size)
+    if args.squad_predictions and predictor.task != "qa":
+        raise UserError("--squad-predictions: only for qa models")
     predictions = predictor.predict_file(args.input, _column_flags(args))
     output = Path(args.output)
     if output.parent and not output.parent.exists():
         raise UserError(f"{output.parent}: folder for --output does not exist")
     write_atomic(output, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions))
     if args.squad_predictions:
-        if predictor.task != "qa":
-            raise UserError("--squad-predictions: only for qa models")
         official = {p["id"]: p["answer"] for p in predictions}
         write_atomic(Path(args.squad_predictions), json.dumps(official, ensure_ascii=False) + "\n")
     print(f"{len(predictions)} predictions -> {output}", file=sys.stderr)

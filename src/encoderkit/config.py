@@ -21,6 +21,8 @@ TASKS = ("classification", "regression", "qa")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 STRATEGIES = ("full", "frozen", "scratch")
 QA_METRICS = ("auto", "squad", "squad_v2", "korquad")
+# Eval metrics per task, so a misspelled --metric-for-best fails now, not with a KeyError after an epoch.
+SEQUENCE_METRICS = {"classification": ("accuracy", "f1", "mcc"), "regression": ("pearson", "spearman", "mse")}
 
 
 def _f(default: Any, help: str, **extra: Any) -> Any:
@@ -91,6 +93,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"{path}: config file not found") from None
+    except OSError as exc:  # a folder, no permission, ...
+        raise UserError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: config file is not valid UTF-8 (byte {exc.start})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
@@ -121,9 +127,12 @@ _FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}
 
 def _coerce(name: str, value: Any) -> Any:
     """Turn YAML/CLI values into the field's type; `max_length` also takes the word `auto`."""
-    if value is None:
-        return None
     kind = str(_FIELD_TYPES[name])
+    if value is None:
+        # `batch_size: null` in a file must not reach validate() as None (a TypeError there).
+        if "None" not in kind:
+            raise UserError(f"field '{name}': a value is required, got null")
+        return None
     try:
         if name == "max_length":
             return "auto" if str(value).lower() == "auto" else int(value)
@@ -151,10 +160,14 @@ def validate(config: TrainConfig) -> None:
             raise UserError(f"field '{f.name}': {value!r} is not one of {', '.join(choices)}")
     positive = ["batch_size", "grad_accum", "eval_batch_size", "lr", "doc_stride", "max_query_length"]
     positive += ["n_best", "max_answer_length"]
-    positive += [n for n in ("max_steps", "logging_steps", "eval_steps", "save_steps") if getattr(config, n)]
+    # None means "the default"; 0 is not a step count (it used to be silently read as None).
+    positive += [n for n in ("max_steps", "logging_steps", "eval_steps") if getattr(config, n) is not None]
     for name in positive:
-        if getattr(config, name) <= 0:
-            raise UserError(f"field '{name}': must be > 0, got {getattr(config, name)}")
+        value = getattr(config, name)
+        if not (value > 0 and math.isfinite(value)):  # also rejects nan and inf
+            raise UserError(f"field '{name}': must be > 0, got {value}")
+    if config.save_steps is not None and config.save_steps < 0:
+        raise UserError(f"field 'save_steps': must be >= 0 (0: only at epoch ends), got {config.save_steps}")
     if config.batch_size % config.grad_accum:
         raise UserError(
             f"field 'grad_accum': {config.grad_accum} does not divide batch_size {config.batch_size}"
@@ -163,8 +176,12 @@ def validate(config: TrainConfig) -> None:
         raise UserError(f"field 'epochs': must be > 0, got {config.epochs}")
     if not 0 <= config.warmup_ratio < 1:
         raise UserError(f"field 'warmup_ratio': must be in [0, 1), got {config.warmup_ratio}")
-    if config.weight_decay < 0 or config.max_grad_norm < 0:
-        raise UserError("fields 'weight_decay' and 'max_grad_norm' must be >= 0")
+    for name in ("weight_decay", "max_grad_norm"):
+        if not (getattr(config, name) >= 0 and math.isfinite(getattr(config, name))):
+            raise UserError(f"field '{name}': must be >= 0, got {getattr(config, name)}")
+    known, metric = SEQUENCE_METRICS.get(config.task), config.metric_for_best
+    if known and metric is not None and metric not in known:
+        raise UserError(f"field 'metric_for_best': {metric!r} is not one of {', '.join(known)}")
     if isinstance(config.max_length, int) and config.max_length < 8:
         raise UserError(f"field 'max_length': must be >= 8 or 'auto', got {config.max_length}")
     if config.early_stopping_patience is not None and config.early_stopping_patience < 1:

@@ -48,13 +48,17 @@ def read_table(source: str) -> Table:
         raise UserError(f"{source}: is a folder, expected a data file")
     text = _read_text(path)
     kind = _kind(path, text)
-    if kind == "jsonl":
-        return _parse_jsonl(source, text)
-    if kind == "json":
-        return _parse_json_array(source, text)
     if kind == "squad":
         raise UserError(f"{source}: SQuAD-format JSON holds QA data; use --task qa")
-    return _parse_delimited(source, text, delimiter="\t" if kind == "tsv" else ",")
+    if kind == "jsonl":
+        table = _parse_jsonl(source, text)
+    elif kind == "json":
+        table = _parse_json_array(source, text)
+    else:
+        table = _parse_delimited(source, text, delimiter="\t" if kind == "tsv" else ",")
+    if not table.rows:
+        raise UserError(f"{source}: empty file (no data rows)")
+    return table
 
 
 def _looks_like_file(source: str) -> bool:
@@ -101,7 +105,9 @@ def _kind(path: Path, text: str) -> str:
 def _parse_jsonl(source: str, text: str) -> Table:
     rows: list[dict[str, Any]] = []
     lines: list[int | None] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Split on "\n" only: str.splitlines() also breaks at U+2028, U+0085, ..., which JSON strings
+    # may hold raw (json.dumps(ensure_ascii=False) writes them so), and that shifts line numbers.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -148,6 +154,7 @@ def _parse_delimited(source: str, text: str, delimiter: str) -> Table:
     rows: list[dict[str, Any]] = []
     lines: list[int | None] = []
     while True:
+        start = reader.line_num + 1  # a quoted CSV field may span lines: name the row's first line
         try:
             values = next(reader)
         except StopIteration:
@@ -158,11 +165,11 @@ def _parse_delimited(source: str, text: str, delimiter: str) -> Table:
             continue
         if len(values) != len(header):
             raise UserError(
-                f"{source}:{reader.line_num}: expected {len(header)} fields as in the header, "
+                f"{source}:{start}: expected {len(header)} fields as in the header, "
                 f"found {len(values)} (is the delimiter {'tab' if delimiter == chr(9) else 'comma'} right?)"
             )
         rows.append(dict(zip(header, values, strict=True)))
-        lines.append(reader.line_num)
+        lines.append(start)
     return Table(source, header, rows, lines)
 
 

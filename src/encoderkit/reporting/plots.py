@@ -93,12 +93,16 @@ def loss_curve(log: list[dict[str, Any]]) -> bytes | None:
         return _png(fig)
 
 
+# Bookkeeping that is logged with each evaluation but is not a quality metric.
+NOT_METRICS = ("_runtime_s", "_total", "_thresh")
+
+
 def eval_metric_names(log: list[dict[str, Any]]) -> list[str]:
-    """The numeric `eval_*` keys found in `log`, in order of first appearance."""
+    """The numeric `eval_*` quality metrics found in `log`, in order of first appearance."""
     names: dict[str, None] = {}
     for entry in log:
         for key, value in entry.items():
-            if key.startswith("eval_") and _is_number(value):
+            if key.startswith("eval_") and not key.endswith(NOT_METRICS) and _is_number(value):
                 names.setdefault(key)
     return list(names)
 

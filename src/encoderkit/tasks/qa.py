@@ -7,6 +7,7 @@ The hard parts are pure functions elsewhere: `data.squad` (reading, answer repai
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,7 @@ class QATask:
     def __init__(self) -> None:
         self.config: Any = None
         self.padding_side = "right"
+        self.train_metric = "squad"  # what the training data implies (squad_v2 if unanswerable)
 
     def prepare(self, config: Any, tokenizer: Any, model_limit: int) -> PreparedData:
         """Read, repair and window the data; the data check goes into the summary and warnings."""
@@ -95,6 +97,7 @@ class QATask:
         max_length = QA_WINDOW if config.max_length == "auto" else int(config.max_length)
         max_length = min(max_length, model_limit)
         raw = read_qa_examples(config.train)
+        self.train_metric = choose_metric(config.qa_metric, raw)
         check = check_answers(raw)
         if not check.examples:
             raise UserError(f"{config.train}: no usable training questions after the answer check")
@@ -128,6 +131,13 @@ class QATask:
                 raise UserError(f"{config.eval}: no question has a gold answer; scoring needs answers")
             features = build_features(tokenizer, examples, with_labels=False, **window)
             metric = choose_metric(config.qa_metric, raw + examples)
+            unanswerable = next((e for e in examples if e.is_impossible), None)
+            if metric != "squad_v2" and unanswerable is not None:
+                # Checked here, not at the first evaluation after an epoch of training.
+                raise UserError(
+                    f"{config.eval}: question {unanswerable.id!r} has no answer, which the {metric} "
+                    "metric cannot score; use --qa-metric squad_v2 (or auto)"
+                )
             eval_set = QAEvalSet(examples, features, gold_answers(examples), metric)
             eval_encoded = encode(tokenizer, features)
             summary["eval questions"] = len(examples)
@@ -171,9 +181,16 @@ class QATask:
             "max_query_length": self.config.max_query_length,
             "n_best": self.config.n_best,
             "max_answer_length": self.config.max_answer_length,
-            "null_threshold": final.extra.get("null_threshold") if final else None,
-            "qa_metric": data.eval_gold.metric if data.eval_gold else None,
+            "null_threshold": self._null_threshold(final),
+            "qa_metric": data.eval_gold.metric if data.eval_gold else self.train_metric,
         }
+
+    def _null_threshold(self, final: Evaluation | None) -> float | None:
+        """Tuned on the eval set for SQuAD v2; without one, 0.0 (the HF default) so a v2 model can
+        still abstain; None for v1 models, which always answer."""
+        if final is not None and final.extra.get("null_threshold") is not None:
+            return float(final.extra["null_threshold"])
+        return 0.0 if self.train_metric == "squad_v2" else None
 
     def report_sections(self, data: PreparedData, final: Evaluation | None) -> list[tuple[str, str]]:
         if final is None or data.eval_gold is None:
@@ -198,7 +215,12 @@ def evaluate_predictions(predictions: list[QAPrediction], eval_set: QAEvalSet) -
     final = {p.id: ("" if margins[p.id] > threshold else best_span[p.id]) for p in predictions}
     metrics = score("squad_v2", eval_set.gold, final)
     metrics.update({k: tuned[k] for k in ("best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh")})
-    return Evaluation(metrics, extra={"predictions": predictions, "null_threshold": threshold})
+    # The report shows the answers that were scored: "no answer" where the threshold says so.
+    shown = [
+        dataclasses.replace(p, answer="", score=p.null_score, start=-1, end=-1) if not final[p.id] else p
+        for p in predictions
+    ]
+    return Evaluation(metrics, extra={"predictions": shown, "null_threshold": threshold})
 
 
 def print_data_check(summary: dict[str, Any]) -> None:

@@ -1,0 +1,455 @@
+#!/usr/bin/env python
+"""Classification benchmark: encoderkit against the HF Trainer peer, same data, same machine, one run.
+
+For each task (mrpc, sst2, imdb) it trains, one after the other in this process:
+
+1. the peer (``peer_hf.run_peer``: the HF Trainer recipe of ``../shared/tools/peer/hf_cls_baseline.py``
+   with the per-task hyperparameters of ``../shared/guides/benchmarks.md``);
+2. encoderkit with the peer's hyperparameters (variant ``same``: batch, lr, epochs, max_length,
+   warmup 0.1, weight decay 0.01, seed 42, the same precision);
+3. encoderkit with its own defaults (variant ``defaults``: only task/model/train/eval/output given).
+
+Both sides see exactly the same rows: the peer's reader parses the files once and encoderkit gets
+those rows as JSONL in a temporary folder. ``--limit-train N`` / ``--limit-eval N`` keep the first N
+rows of each split (IMDB: the classes interleaved in file order first, so a prefix is balanced).
+
+Stdout: one JSON line per (task, encoderkit variant); everything else goes to stderr. Unless
+``--no-write``, each line is also appended as a table row to benchmarks/RESULTS.md;
+``--append-from FILE`` appends the saved lines of an earlier run (on the GPU machine) instead.
+
+    python benchmarks/classification.py --tasks mrpc --limit-train 64 --limit-eval 32 --no-write
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import argparse
+import contextlib
+import datetime as dt
+import gc
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+try:
+    import encoderkit  # noqa: F401
+except ImportError:  # a bare checkout (e.g. on the accelerator machine): use the source tree
+    sys.path.insert(0, str(REPO / "src"))
+
+import torch  # noqa: E402
+import transformers  # noqa: E402
+import yaml  # noqa: E402
+from peer_hf import RECIPES, SEED, WARMUP, WEIGHT_DECAY, PeerRecipe, Row, read_rows, run_peer  # noqa: E402
+from transformers import AutoModelForSequenceClassification  # noqa: E402
+
+from encoderkit.config import build_config  # noqa: E402
+from encoderkit.errors import UserError  # noqa: E402
+from encoderkit.modeling import resolve_model  # noqa: E402
+from encoderkit.training.run import train  # noqa: E402
+
+FILES = {
+    "mrpc": ("glue_mrpc/train.tsv.gz", "glue_mrpc/dev.tsv.gz"),
+    "sst2": ("glue_sst2/train.tsv.gz", "glue_sst2/dev.tsv.gz"),
+    "imdb": ("imdb/train_5k.jsonl.gz", "imdb/test_5k.jsonl.gz"),
+}
+BALANCED = {"imdb"}  # subsets of these take the classes interleaved
+VARIANTS = ("same", "defaults")
+NO_SAVE_STEPS = 10**9  # the `same` variant: no step checkpoints (the peer saves nothing)
+
+HEADING = "## Classification: encoderkit vs HF Trainer"
+TABLE_HEAD = [
+    "| date | commit | device | task | subset | variant | peer s | encoderkit s | speed-up "
+    "| peer acc/F1 | encoderkit acc/F1 |",
+    "|---|---|---|---|---|---|---:|---:|---:|---:|---:|",
+]
+INTRO = """# Benchmark results
+
+Written by the scripts in this folder (see README.md): every row is one measured run, appended by
+the script; nothing here is typed by hand. Times are pure training time in seconds (HF Trainer
+`train_runtime` and encoderkit `train_runtime_s`); speed-up = peer s / encoderkit s (above 1:
+encoderkit is faster). Accuracy and F1 on the eval split, 0-100. encoderkit's figures are those of
+its best checkpoint; where that is not the last one, the last epoch's figures (comparable with
+the peer, which keeps its last weights) follow in parentheses. Times from the shared CPU machines
+are noise; compare them only within one row.
+"""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tasks", default="mrpc,sst2,imdb", help="comma-separated: mrpc, sst2, imdb")
+    ap.add_argument("--limit-train", type=int, help="use the first N training rows (default: all)")
+    ap.add_argument("--limit-eval", type=int, help="use the first N eval rows (default: all)")
+    ap.add_argument("--model", default="minilm", help="`minilm` (bundled) or a model folder, for both sides")
+    ap.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "bf16"),
+        help="auto = bf16 on a CUDA GPU that supports it, else fp32; bf16 is used on CUDA only",
+    )
+    ap.add_argument(
+        "--data-dir", default=str(REPO.parent / "shared" / "data"), help="folder holding glue_mrpc/ etc."
+    )
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="encoderkit variants: same,defaults")
+    ap.add_argument("--results", default=str(REPO / "benchmarks" / "RESULTS.md"), help="table to append to")
+    ap.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    ap.add_argument("--work-dir", help="keep run folders here (default: a temporary folder, removed)")
+    ap.add_argument("--commit", help="commit to record (default: `git rev-parse --short HEAD` or unknown)")
+    ap.add_argument(
+        "--append-from",
+        metavar="JSONL",
+        help="train nothing: append the JSON lines of an earlier run (e.g. on the GPU machine) to --results",
+    )
+    args = ap.parse_args(argv)
+    args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    for task in args.tasks:
+        if task not in FILES:
+            ap.error(f"unknown task {task!r}; choose from {', '.join(FILES)}")
+    for variant in args.variants:
+        if variant not in VARIANTS:
+            ap.error(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    for name in ("limit_train", "limit_eval"):
+        if getattr(args, name) is not None and getattr(args, name) < 2:
+            ap.error(f"--{name.replace('_', '-')} must be >= 2")
+    return args
+
+
+def resolved_precision(requested: str) -> str:
+    """What both sides run in for the `same` variant: bf16 only on CUDA, fp32 otherwise."""
+    if not torch.cuda.is_available():
+        return "fp32"
+    if requested == "auto":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return requested
+
+
+def encoderkit_auto_precision() -> str:
+    """What encoderkit's `precision: auto` (its default) resolves to on this machine."""
+    if not torch.cuda.is_available():
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def device_name() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return f"cpu {cpu} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def write_jsonl(rows: list[Row], path: Path) -> None:
+    """The rows the peer reads, in a form encoderkit reads with its default columns."""
+    with path.open("w", encoding="utf-8") as f:
+        for text, pair, label in rows:
+            record: dict[str, Any] = {"text": text}
+            if pair is not None:
+                record["text_pair"] = pair
+            record["label"] = label
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def warm_up(model_path: str, bf16: bool) -> None:
+    """A few training steps before anything is timed, so that one-off costs (CUDA/cuBLAS start-up,
+    kernel loading, thread pools) are not charged to whichever side runs first."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=2, dtype=torch.float32)
+    model.to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
+    ids = torch.randint(1000, 2000, (8, 64), device=device)
+    labels = torch.zeros(8, dtype=torch.long, device=device)
+    for _ in range(3):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"):
+            loss = model(input_ids=ids, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    del model, optimizer
+    release_memory()
+
+
+def release_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+
+
+def run_encoderkit(
+    model: str, train_path: Path, eval_path: Path, output: Path, overrides: dict[str, Any]
+) -> dict[str, Any]:
+    """One encoderkit run through the Python API; metrics on the 0-100 scale plus the resolved config."""
+    if output.exists():  # a reused --work-dir
+        shutil.rmtree(output)
+    config = build_config(
+        {},
+        {
+            "task": "classification",
+            "model": model,
+            "train": str(train_path),
+            "eval": str(eval_path),
+            "output": str(output),
+            **overrides,
+        },
+    )
+    result = train(config, echo=lambda message: print(message, file=sys.stderr, flush=True))
+    m = result.metrics
+    evals = [
+        json.loads(line)
+        for line in (result.run_dir / "log.jsonl").read_text(encoding="utf-8").splitlines()
+        if '"eval_accuracy"' in line
+    ]
+    last = max(evals, key=lambda e: e["step"])
+    resolved = yaml.safe_load((result.run_dir / "config.yaml").read_text(encoding="utf-8"))
+    return {
+        "train_runtime_s": m["train_runtime_s"],
+        "wall_time_s": m["wall_time_s"],
+        "train_samples_per_s": m["train_samples_per_s"],
+        "steps": m["steps"],
+        "best_step": m["best_step"],
+        "accuracy": round(100 * m["accuracy"], 2),
+        "f1": round(100 * m["f1"], 2),
+        "mcc": round(100 * m["mcc"], 2),
+        "last_accuracy": round(100 * last["eval_accuracy"], 2),
+        "last_f1": round(100 * last["eval_f1"], 2),
+        "config": resolved,
+    }
+
+
+def peer_recipe_record(recipe: PeerRecipe, precision: str) -> dict[str, Any]:
+    return {
+        "max_length": recipe.max_len,
+        "batch_size": recipe.bs,
+        "lr": recipe.lr,
+        "epochs": recipe.epochs,
+        "warmup_ratio": WARMUP,
+        "weight_decay": WEIGHT_DECAY,
+        "seed": SEED,
+        "precision": precision,
+        "padding": "dynamic (DataCollatorWithPadding)",
+    }
+
+
+def encoderkit_recipe_record(config: dict[str, Any]) -> dict[str, Any]:
+    keys = (
+        "max_length", "batch_size", "lr", "epochs", "warmup_ratio", "weight_decay", "seed", "precision",
+        "max_grad_norm", "group_by_length", "eval_batch_size", "save_steps",
+    )  # fmt: skip
+    record = {k: config[k] for k in keys}
+    if record["precision"] == "auto":
+        record["precision"] = f"auto ({encoderkit_auto_precision()})"
+    return record
+
+
+def table_row(line: dict[str, Any]) -> str:
+    ek = f"{line['encoderkit_accuracy']:.2f} / {line['encoderkit_f1']:.2f}"
+    if line["encoderkit_best_step"] != line["encoderkit_steps"]:
+        ek += f" (last {line['encoderkit_last_accuracy']:.2f} / {line['encoderkit_last_f1']:.2f})"
+    cells = [
+        line["date"],
+        line["commit"],
+        line["device"],
+        line["task"],
+        line["subset"],
+        line["variant"],
+        f"{line['peer_train_s']:.2f}",
+        f"{line['encoderkit_train_s']:.2f}",
+        f"{line['speed_ratio']:.2f}x",
+        f"{line['peer_accuracy']:.2f} / {line['peer_f1']:.2f}",
+        ek,
+    ]
+    return "| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |"
+
+
+def append_rows(path: Path, rows: list[str]) -> None:
+    """Append rows to the table under HEADING, creating the file, the section or the table if missing."""
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else INTRO.rstrip().splitlines()
+    if HEADING not in lines:
+        while lines and not lines[-1].strip():
+            lines.pop()
+        lines += ["", HEADING, "", *TABLE_HEAD, *rows]
+    else:
+        start = lines.index(HEADING)
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        table = [i for i in range(start + 1, end) if lines[i].startswith("|")]
+        if table:
+            lines[table[-1] + 1 : table[-1] + 1] = rows
+        else:
+            lines[start + 1 : start + 1] = ["", *TABLE_HEAD, *rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def benchmark_task(
+    task: str, args: argparse.Namespace, work: Path, model_path: str, precision: str, context: dict[str, Any]
+) -> list[dict[str, Any]]:
+    train_file, eval_file = (Path(args.data_dir) / name for name in FILES[task])
+    for path in (train_file, eval_file):
+        if not path.is_file():
+            raise UserError(f"{path}: data file not found (set --data-dir)")
+    balanced = task in BALANCED
+    train_rows = read_rows(str(train_file), args.limit_train, balanced)
+    eval_rows = read_rows(str(eval_file), args.limit_eval, balanced)
+    task_dir = work / task
+    task_dir.mkdir(parents=True, exist_ok=True)
+    train_jsonl, eval_jsonl = task_dir / "train.jsonl", task_dir / "eval.jsonl"
+    write_jsonl(train_rows, train_jsonl)
+    write_jsonl(eval_rows, eval_jsonl)
+    recipe = RECIPES[task]
+    if args.limit_train is None and args.limit_eval is None:
+        subset = "full"
+    else:
+        subset = f"{len(train_rows)}/{len(eval_rows)}" + (" balanced" if balanced else "")
+
+    log(f"{task}: peer (HF Trainer) on {len(train_rows)} train / {len(eval_rows)} eval rows, {precision}")
+    peer = run_peer(
+        model_path, train_rows, eval_rows, recipe, str(task_dir / "peer"), bf16=precision == "bf16"
+    )
+    release_memory()
+    log(f"{task}: peer {json.dumps(peer)}")
+
+    lines = []
+    for variant in args.variants:
+        overrides: dict[str, Any] = {}
+        if variant == "same":
+            overrides = {
+                "batch_size": recipe.bs,
+                "lr": recipe.lr,
+                "epochs": recipe.epochs,
+                "max_length": recipe.max_len,
+                "warmup_ratio": WARMUP,
+                "weight_decay": WEIGHT_DECAY,
+                "seed": SEED,
+                "precision": precision,
+                "save_steps": NO_SAVE_STEPS,
+            }
+        log(f"{task}: encoderkit, variant {variant}")
+        ek = run_encoderkit(
+            args.model, train_jsonl, eval_jsonl, task_dir / f"encoderkit-{variant}", overrides
+        )
+        release_memory()
+        lines.append(
+            {
+                **context,
+                "task": task,
+                "n_train": len(train_rows),
+                "n_eval": len(eval_rows),
+                "subset": subset,
+                "variant": variant,
+                "recipe": {
+                    "peer": peer_recipe_record(recipe, precision),
+                    "encoderkit": encoderkit_recipe_record(ek["config"]),
+                },
+                "peer_train_s": round(peer["train_runtime_s"], 3),
+                "encoderkit_train_s": ek["train_runtime_s"],
+                "encoderkit_wall_s": ek["wall_time_s"],
+                "speed_ratio": round(peer["train_runtime_s"] / max(ek["train_runtime_s"], 1e-9), 3),
+                "peer_steps": peer["steps"],
+                "encoderkit_steps": ek["steps"],
+                "peer_train_samples_per_s": peer["train_samples_per_s"],
+                "encoderkit_train_samples_per_s": ek["train_samples_per_s"],
+                "peer_accuracy": peer["accuracy"],
+                "peer_f1": peer["f1"],
+                "peer_mcc": peer["mcc"],
+                "encoderkit_accuracy": ek["accuracy"],
+                "encoderkit_f1": ek["f1"],
+                "encoderkit_mcc": ek["mcc"],
+                "encoderkit_best_step": ek["best_step"],
+                "encoderkit_last_accuracy": ek["last_accuracy"],
+                "encoderkit_last_f1": ek["last_f1"],
+            }
+        )
+    return lines
+
+
+def append_saved(jsonl: Path, results: Path) -> int:
+    """Append the lines this script printed in an earlier run (saved to `jsonl`) as table rows."""
+    lines = [
+        json.loads(text) for text in jsonl.read_text(encoding="utf-8").splitlines() if text.startswith("{")
+    ]
+    if not lines:
+        print(f"error: {jsonl}: no JSON lines", file=sys.stderr)
+        return 2
+    append_rows(results, [table_row(line) for line in lines])
+    log(f"appended {len(lines)} row(s) from {jsonl} to {results}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.append_from:
+        return append_saved(Path(args.append_from), Path(args.results))
+    stdout = sys.stdout
+    try:
+        model_path = resolve_model(args.model)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    precision = resolved_precision(args.precision)
+    if args.precision == "bf16" and precision != "bf16":
+        log("--precision bf16 needs a CUDA GPU; running fp32")
+    context = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
+        "commit": args.commit or git_commit(),
+        "model": args.model,
+        "device": device_name(),
+        "precision": precision,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
+    with contextlib.ExitStack() as stack:
+        if args.work_dir:
+            work = Path(args.work_dir)
+            work.mkdir(parents=True, exist_ok=True)
+        else:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="encoderkit-bench-")))
+        # Trainer and encoderkit print progress to stdout; keep stdout for the JSON lines.
+        stack.enter_context(contextlib.redirect_stdout(sys.stderr))
+        log(f"device {context['device']}, model {model_path}, work folder {work}")
+        warm_up(model_path, precision == "bf16")
+        for task in args.tasks:
+            try:
+                lines = benchmark_task(task, args, work, model_path, precision, context)
+            except UserError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            for line in lines:
+                print(json.dumps(line), file=stdout, flush=True)
+            if not args.no_write:
+                append_rows(Path(args.results), [table_row(line) for line in lines])
+                log(f"{task}: appended {len(lines)} row(s) to {args.results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
