@@ -17,7 +17,14 @@ COLUMN_FLAGS = ("text_column", "text_pair_column", "label_column")
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but usage errors are one `error:` line and exit code 2 (no usage dump)."""
+    """argparse, but usage errors are one `error:` line and exit code 2 (no usage dump).
+
+    Abbreviations are off: `--label 3` must not silently mean `--label-column 3`.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
@@ -113,11 +120,14 @@ def _column_flags(args: argparse.Namespace) -> dict[str, str | None]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from encoderkit.config import FIELD_NAMES, build_config, load_yaml
-    from encoderkit.training.run import train
 
     file_values = load_yaml(args.config) if args.config else {}
     cli_values = {k: v for k, v in vars(args).items() if k in FIELD_NAMES}
-    result = train(build_config(file_values, cli_values))
+    config = build_config(file_values, cli_values)  # fail fast, before importing torch
+
+    from encoderkit.training.run import train
+
+    result = train(config)
     _print_result(result)
     return 0
 

@@ -8,6 +8,7 @@ of the binary F1 (`1`, `positive`, `yes`). The names are stored in the model con
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,11 +59,16 @@ def label_key(raw: Any, where: str) -> str:
     """One spelling per label: 1, 1.0 and "1" are the same label; lists and dicts are errors."""
     if isinstance(raw, bool | list | dict):
         raise UserError(f"{where}: label {raw!r} must be a single string or integer")
+    if isinstance(raw, str) and _INTEGRAL.fullmatch(raw.strip()):
+        raw = float(raw)  # CSV cells "1" and "1.0" are the same label
     if isinstance(raw, float):
         if not raw.is_integer():
             raise UserError(f"{where}: label {raw!r} is fractional; use --task regression for numbers")
         return str(int(raw))
     return str(raw).strip()
+
+
+_INTEGRAL = re.compile(r"-?[0-9]+(\.0*)?")
 
 
 def label_names_from(examples: list[TextExample]) -> list[str]:
@@ -77,7 +83,7 @@ def label_names_from(examples: list[TextExample]) -> list[str]:
 
 
 def _is_int(text: str) -> bool:
-    return text.lstrip("-").isdigit()
+    return re.fullmatch(r"-?[0-9]+", text) is not None
 
 
 def label_ids(examples: list[TextExample], names: list[str]) -> list[int]:
