@@ -133,7 +133,7 @@ def test_gold_answers() -> None:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    assert "no such file" in read_error(tmp_path / "nope.json")
+    assert "file not found" in read_error(tmp_path / "nope.json")
 
 
 def test_invalid_json_reports_the_line(tmp_path: Path) -> None:

@@ -15,17 +15,14 @@ JSON does not parse) or the JSON path of the bad field, e.g. `data[3].paragraphs
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import json
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from encoderkit.data.files import read_text
 from encoderkit.data.qa_types import QAExample
 from encoderkit.errors import UserError, at
-
-_GZIP_MAGIC = b"\x1f\x8b"
 
 
 def read_squad_file(path: str | Path) -> list[QAExample]:
@@ -43,32 +40,12 @@ def read_squad_file(path: str | Path) -> list[QAExample]:
             answers that are not lists, or an `answer_start` that is not an int.
     """
     path = Path(path)
-    text = _read_text(path)
+    text = read_text(path)
     name = path.name.lower().removesuffix(".gz")
     examples = _parse_jsonl(text, path) if name.endswith(".jsonl") else _parse_squad_json(text, path)
     if not examples:
         raise UserError(f"{path}: no questions found")
     return examples
-
-
-def _read_text(path: Path) -> str:
-    """The file's text, gunzipped when needed, decoded as UTF-8 with an optional BOM."""
-    if not path.is_file():
-        raise UserError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise UserError(f"{path}: cannot read: {e.strerror}") from e
-    if path.suffix.lower() == ".gz" or raw.startswith(_GZIP_MAGIC):
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as e:
-            raise UserError(f"{path}: not a valid gzip file ({e})") from e
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise UserError(f"{at(path, line)}: not UTF-8 text (byte {e.start})") from e
 
 
 def _loads(text: str, path: Path, line_offset: int = 0) -> Any:

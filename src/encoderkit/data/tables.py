@@ -7,7 +7,6 @@ GLUE TSVs contain unbalanced quotes, so TSV is read with quoting off; CSV keeps 
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import json
 import re
@@ -15,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from encoderkit.data.files import read_text
 from encoderkit.errors import UserError, at
 
-GZIP_MAGIC = b"\x1f\x8b"
 # `glue/mrpc:train`, `imdb:test`, `org/name/config:validation[:10%]`
 HUB_NAME = re.compile(r"^[\w.-]+(/[\w.-]+){0,2}(:[\w.\[\]%:+-]+)?$")
 
@@ -46,7 +45,7 @@ def read_table(source: str) -> Table:
         raise UserError(f"{source}: file not found")
     if path.is_dir():
         raise UserError(f"{source}: is a folder, expected a data file")
-    text = _read_text(path)
+    text = read_text(path)
     kind = _kind(path, text)
     if kind == "squad":
         raise UserError(f"{source}: SQuAD-format JSON holds QA data; use --task qa")
@@ -64,23 +63,6 @@ def read_table(source: str) -> Table:
 def _looks_like_file(source: str) -> bool:
     name = source.split(":")[0].lower()
     return name.endswith((".json", ".jsonl", ".csv", ".tsv", ".txt", ".gz", ".ndjson"))
-
-
-def _read_text(path: Path) -> str:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
-    if raw.startswith(GZIP_MAGIC):
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise UserError(f"{path}: corrupt gzip data ({exc})") from None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise UserError(f"{path}:{line}: not valid UTF-8 (byte {raw[exc.start]:#04x})") from None
 
 
 def _kind(path: Path, text: str) -> str:
