@@ -28,14 +28,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import argparse
 import contextlib
-import datetime as dt
-import gc
 import json
-import platform
 import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +41,16 @@ except ImportError:  # a bare checkout (e.g. on the accelerator machine): use th
     sys.path.insert(0, str(REPO / "src"))
 
 import torch  # noqa: E402
-import transformers  # noqa: E402
 import yaml  # noqa: E402
+from common import (  # noqa: E402
+    encoderkit_auto_precision,
+    logger,
+    release_memory,
+    resolved_precision,
+    run_context,
+    warm_up,
+    work_folder,
+)
 from peer_hf import RECIPES, SEED, WARMUP, WEIGHT_DECAY, PeerRecipe, Row, read_rows, run_peer  # noqa: E402
 from transformers import AutoModelForSequenceClassification  # noqa: E402
 
@@ -55,6 +58,8 @@ from encoderkit.config import build_config  # noqa: E402
 from encoderkit.errors import UserError  # noqa: E402
 from encoderkit.modeling import resolve_model  # noqa: E402
 from encoderkit.training.run import train  # noqa: E402
+
+log = logger("bench")
 
 FILES = {
     "mrpc": ("glue_mrpc/train.tsv.gz", "glue_mrpc/dev.tsv.gz"),
@@ -123,52 +128,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def resolved_precision(requested: str) -> str:
-    """What both sides run in for the `same` variant: bf16 only on CUDA, fp32 otherwise."""
-    if not torch.cuda.is_available():
-        return "fp32"
-    if requested == "auto":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return requested
-
-
-def encoderkit_auto_precision() -> str:
-    """What encoderkit's `precision: auto` (its default) resolves to on this machine."""
-    if not torch.cuda.is_available():
-        return "fp32"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-
-
-def device_name() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"cpu {cpu} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=True,
-        )
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
 def write_jsonl(rows: list[Row], path: Path) -> None:
     """The rows the peer reads, in a form encoderkit reads with its default columns."""
     with path.open("w", encoding="utf-8") as f:
@@ -178,32 +137,6 @@ def write_jsonl(rows: list[Row], path: Path) -> None:
                 record["text_pair"] = pair
             record["label"] = label
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-
-def warm_up(model_path: str, bf16: bool) -> None:
-    """A few training steps before anything is timed, so that one-off costs (CUDA/cuBLAS start-up,
-    kernel loading, thread pools) are not charged to whichever side runs first."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=2, dtype=torch.float32)
-    model.to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
-    ids = torch.randint(1000, 2000, (8, 64), device=device)
-    labels = torch.zeros(8, dtype=torch.long, device=device)
-    for _ in range(3):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"):
-            loss = model(input_ids=ids, labels=labels).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    del model, optimizer
-    release_memory()
-
-
-def release_memory() -> None:
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-        torch.cuda.empty_cache()
 
 
 def run_encoderkit(
@@ -418,25 +351,18 @@ def main(argv: list[str] | None = None) -> int:
     precision = resolved_precision(args.precision)
     if args.precision == "bf16" and precision != "bf16":
         log("--precision bf16 needs a CUDA GPU; running fp32")
-    context = {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
-        "commit": args.commit or git_commit(),
-        "model": args.model,
-        "device": device_name(),
-        "precision": precision,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-    }
+    context = run_context(args.model, precision, args.commit)
     with contextlib.ExitStack() as stack:
-        if args.work_dir:
-            work = Path(args.work_dir)
-            work.mkdir(parents=True, exist_ok=True)
-        else:
-            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="encoderkit-bench-")))
+        work = work_folder(stack, args.work_dir, "encoderkit-bench-")
         # Trainer and encoderkit print progress to stdout; keep stdout for the JSON lines.
         stack.enter_context(contextlib.redirect_stdout(sys.stderr))
         log(f"device {context['device']}, model {model_path}, work folder {work}")
-        warm_up(model_path, precision == "bf16")
+        warm_up(
+            AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=2, dtype=torch.float32),
+            {"labels": torch.zeros(8, dtype=torch.long)},
+            64,
+            precision == "bf16",
+        )
         for task in args.tasks:
             try:
                 lines = benchmark_task(task, args, work, model_path, precision, context)

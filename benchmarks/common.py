@@ -1,0 +1,117 @@
+"""What every benchmark script shares: the machine, the commit, precision rules, warm-up."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def resolved_precision(requested: str) -> str:
+    """What the peer and the `same` variant run in: bf16 only on CUDA, fp32 otherwise."""
+    if not torch.cuda.is_available():
+        return "fp32"
+    if requested == "auto":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return requested
+
+
+def encoderkit_auto_precision() -> str:
+    """What encoderkit's `precision: auto` (its default) resolves to on this machine."""
+    if not torch.cuda.is_available():
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def device_name() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return f"cpu {cpu} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def logger(prefix: str):
+    def log(message: str) -> None:
+        print(f"[{prefix}] {message}", file=sys.stderr, flush=True)
+
+    return log
+
+
+def release_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+
+
+def warm_up(model: torch.nn.Module, targets: dict[str, torch.Tensor], seq_len: int, bf16: bool) -> None:
+    """A few training steps before anything is timed, so that one-off costs (CUDA/cuBLAS start-up,
+    kernel loading, thread pools) are not charged to whichever side runs first."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
+    batch = len(next(iter(targets.values())))
+    ids = torch.randint(1000, 2000, (batch, seq_len), device=device)
+    labels = {k: v.to(device) for k, v in targets.items()}
+    for _ in range(3):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"):
+            loss = model(input_ids=ids, **labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    del model, optimizer
+    release_memory()
+
+
+def run_context(model: str, precision: str, commit: str | None) -> dict[str, str]:
+    """The fields every result line starts with: when, what code, which model, which machine."""
+    import datetime as dt
+
+    import transformers
+
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
+        "commit": commit or git_commit(),
+        "model": model,
+        "device": device_name(),
+        "precision": precision,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
+
+
+def work_folder(stack: contextlib.ExitStack, work_dir: str | None, prefix: str) -> Path:
+    """`--work-dir` when given (kept), else a temporary folder removed when `stack` closes."""
+    import tempfile
+
+    if work_dir:
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
+        return Path(work_dir)
+    return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
