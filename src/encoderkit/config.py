@@ -44,7 +44,9 @@ class TrainConfig:
     text_pair_column: str | None = _f(None, "second text column for pairs (default: text_pair/sentence2)")
     label_column: str | None = _f(None, "label column (default: label)")
     # How long and how fast.
-    epochs: float = _f(3.0, "training epochs (fractions allowed)")
+    epochs: float | str = _f(
+        "auto", "training epochs (fractions allowed); `auto`: 3, fewer for large sets (<= ~60k examples seen)"
+    )
     max_steps: int | None = _f(None, "stop after this many optimizer steps (overrides epochs)")
     batch_size: int = _f(32, "examples per optimizer step (the global batch)")
     grad_accum: int = _f(1, "split each batch into N micro-batches (same result, less memory)")
@@ -134,8 +136,12 @@ def _coerce(name: str, value: Any) -> Any:
             raise UserError(f"field '{name}': a value is required, got null")
         return None
     try:
+        if name in ("max_length", "epochs") and str(value).lower() == "auto":
+            return "auto"
         if name == "max_length":
-            return "auto" if str(value).lower() == "auto" else int(value)
+            return int(value)
+        if name == "epochs":
+            return float(value)
         if kind.startswith("bool"):
             if isinstance(value, bool):
                 return value
@@ -172,7 +178,7 @@ def validate(config: TrainConfig) -> None:
         raise UserError(
             f"field 'grad_accum': {config.grad_accum} does not divide batch_size {config.batch_size}"
         )
-    if not (config.epochs > 0 and math.isfinite(config.epochs)):
+    if config.epochs != "auto" and not (float(config.epochs) > 0 and math.isfinite(float(config.epochs))):
         raise UserError(f"field 'epochs': must be > 0, got {config.epochs}")
     if not 0 <= config.warmup_ratio < 1:
         raise UserError(f"field 'warmup_ratio': must be in [0, 1), got {config.warmup_ratio}")

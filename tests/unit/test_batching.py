@@ -3,6 +3,7 @@ regression metrics (evaluation/metrics.py) and the max_length rule (data/lengths
 
 from __future__ import annotations
 
+import math
 import random
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 from encoderkit.data.lengths import length_stats, suggest_max_length
 from encoderkit.evaluation.metrics import classification_metrics, regression_metrics
 from encoderkit.training.batching import Encoded, collate, length_grouped_batches, sorted_batches
-from encoderkit.training.state import Plan, make_plan
+from encoderkit.training.state import Plan, auto_epochs, make_plan
 
 R = random.Random(0)
 LENGTHS = [R.randint(5, 200) for _ in range(1000)]
@@ -130,6 +131,14 @@ def plan(
 def test_plan_rounds_partial_batches_up() -> None:
     p = plan(n=100, bs=32, epochs=3)
     assert (p.batches_per_epoch, p.steps_per_epoch, p.total_steps, p.num_epochs) == (4, 4, 12, 3)
+
+
+@pytest.mark.parametrize(
+    ("n", "epochs"), [(16, 3), (3668, 3), (20_000, 3), (25_000, 2), (67_349, 1), (10**6, 1)]
+)
+def test_auto_epochs_is_three_for_small_sets_and_fewer_for_large(n: int, epochs: int) -> None:
+    assert auto_epochs(n) == epochs
+    assert plan(n=n, bs=32, epochs="auto").total_steps == math.ceil(n / 32) * epochs
 
 
 def test_plan_max_steps_overrides_epochs() -> None:

@@ -35,7 +35,7 @@ def test_precedence_default_then_file_then_cli() -> None:
     config = build_config(file_values, {"batch_size": "8"})
     assert config.batch_size == 8  # CLI beats the file
     assert config.lr == 0.001 and config.seed == 7  # the file beats the defaults
-    assert config.epochs == TrainConfig().epochs == 3.0  # untouched: the default
+    assert config.epochs == TrainConfig().epochs == "auto"  # untouched: the default
 
 
 def test_yaml_file_feeds_build_config(tmp_path: Path) -> None:

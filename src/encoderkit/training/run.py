@@ -34,7 +34,7 @@ from encoderkit.training.callbacks import (
 )
 from encoderkit.training.loop import fit
 from encoderkit.training.outputs import model_card, save_model, write_run_report
-from encoderkit.training.state import LoopState, make_plan
+from encoderkit.training.state import LoopState, auto_epochs, make_plan
 
 LOWER_IS_BETTER = ("loss", "mse")
 
@@ -59,7 +59,8 @@ def train(config: TrainConfig, echo: Any = print) -> RunResult:
     tokenizer = load_tokenizer(config.model)
     data = task.prepare(config, tokenizer, model_max_length(model_config, tokenizer))
     metric = config.metric_for_best or task.default_metric
-    config = config.replace(max_length=data.max_length, metric_for_best=metric)
+    epochs = auto_epochs(len(data.train)) if config.epochs == "auto" else config.epochs
+    config = config.replace(max_length=data.max_length, metric_for_best=metric, epochs=epochs)
     if data.eval is None and config.early_stopping_patience:
         raise UserError("field 'early_stopping_patience': needs --eval data")
 

@@ -48,11 +48,21 @@ class Plan:
     save_steps: int | None
 
 
+AUTO_EPOCHS_MAX = 3
+AUTO_EXAMPLES_SEEN = 60_000
+
+
+def auto_epochs(num_examples: int) -> int:
+    """`--epochs auto`: 3 epochs for small sets (GLUE-style fine-tuning), fewer for large ones so a
+    run sees at most ~60k examples (SST-2's 67k rows: 1 epoch), and always at least one epoch."""
+    return max(1, min(AUTO_EPOCHS_MAX, AUTO_EXAMPLES_SEEN // max(1, num_examples)))
+
+
 def make_plan(
     num_examples: int,
     batch_size: int,
     grad_accum: int,
-    epochs: float,
+    epochs: float | str,
     max_steps: int | None,
     logging_steps: int | None,
     eval_steps: int | None,
@@ -61,7 +71,9 @@ def make_plan(
     micro = max(1, batch_size // grad_accum)
     batches = math.ceil(num_examples / micro)
     steps_per_epoch = math.ceil(batches / grad_accum)
-    total = max_steps if max_steps else math.ceil(epochs * steps_per_epoch)
+    if epochs == "auto":
+        epochs = auto_epochs(num_examples)
+    total = max_steps if max_steps else math.ceil(float(epochs) * steps_per_epoch)
     return Plan(
         batches_per_epoch=batches,
         steps_per_epoch=steps_per_epoch,
