@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from encoderkit.training.callbacks import (
 )
 from encoderkit.training.loop import fit
 from encoderkit.training.outputs import model_card, save_model, write_run_report
-from encoderkit.training.state import LoopState, auto_epochs, make_plan
+from encoderkit.training.state import LoopState, Plan, auto_epochs, make_plan
 
 LOWER_IS_BETTER = ("loss", "mse")
 
@@ -58,98 +58,149 @@ def train(config: TrainConfig, echo: Any = print) -> RunResult:
     model_config = load_config(config.model)
     tokenizer = load_tokenizer(config.model)
     data = task.prepare(config, tokenizer, model_max_length(model_config, tokenizer))
-    metric = config.metric_for_best or task.default_metric
     epochs = auto_epochs(len(data.train)) if config.epochs == "auto" else config.epochs
+    metric = config.metric_for_best or task.default_metric
     config = config.replace(max_length=data.max_length, metric_for_best=metric, epochs=epochs)
     if data.eval is None and config.early_stopping_patience:
         raise UserError("field 'early_stopping_patience': needs --eval data")
-
-    accelerator = Accelerator(mixed_precision=_mixed_precision(config.precision))
-    set_seed(config.seed)
     for key, value in task.model_config(data).items():
         setattr(model_config, key, value)
-    model = build_model(task.model_class, config.model, model_config, config.strategy)
-    trainable, total = parameter_counts(model)
-    echo(f"{config.model}: {trainable:,} of {total:,} parameters train ({100 * trainable / total:.2f}%)")
 
-    plan = make_plan(
-        len(data.train), config.batch_size, config.grad_accum, config.epochs,
-        config.max_steps, config.logging_steps, config.eval_steps, config.save_steps,
-    )  # fmt: skip
-    optimizer = _adamw(model, config.lr, config.weight_decay)
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, round(config.warmup_ratio * plan.total_steps), plan.total_steps
-    )
-    model, optimizer = accelerator.prepare(model, optimizer)
-    state = LoopState()
-    # The scheduler is stepped by hand (once per optimizer step at any world size) and saved
-    # with the state, instead of being wrapped by `prepare`.
-    accelerator.register_for_checkpointing(scheduler, state)
-
+    run = _Run.create(config, task, data, tokenizer, model_config, run_dir, echo)
     run_folder.ensure_writable(run_dir)
-    log = RunLog(run_dir / "log.jsonl", state)
     if config.resume:
-        checkpoint = run_folder.latest_checkpoint(run_dir)
-        accelerator.load_state(str(checkpoint))
-        log.truncate(state.log_lines)
-        echo(f"resuming from {checkpoint} (step {state.global_step} of {plan.total_steps})")
+        run.restore()
     save_yaml(config, run_dir / "config.yaml")
-
-    pad_left = tokenizer.padding_side == "left"
-    best_path = run_dir / run_folder.CHECKPOINTS / run_folder.BEST / "model.safetensors"
-    last_eval: dict[str, Evaluation] = {}
-
-    def evaluate() -> dict[str, float]:
-        assert data.eval is not None
-        outputs = forward_all(
-            model, data.eval, config.eval_batch_size, accelerator.device, tokenizer.pad_token_id,
-            pad_left, accelerator.autocast,
-        )  # fmt: skip
-        last_eval["latest"] = task.evaluate(outputs, data)
-        return last_eval["latest"].metrics
-
-    def save_best() -> None:
-        best_path.parent.mkdir(parents=True, exist_ok=True)
-        weights = {k: v.contiguous() for k, v in accelerator.unwrap_model(model).state_dict().items()}
-        save_file(weights, str(best_path.with_suffix(".tmp")))
-        best_path.with_suffix(".tmp").replace(best_path)
-
-    def save_checkpoint(step: int) -> None:
-        tmp = run_dir / run_folder.CHECKPOINTS / f".tmp-{run_folder.STEP_PREFIX}{step}"
-        accelerator.save_state(str(tmp))
-        run_folder.publish_checkpoint(tmp, run_dir, step)
-
-    callbacks: list[Callback] = [LossLogger(log, plan)]
-    if data.eval is not None:
-        greater = not any(metric.endswith(s) for s in LOWER_IS_BETTER)
-        callbacks.append(
-            Evaluator(evaluate, save_best, log, plan, metric, greater, config.early_stopping_patience, echo)
-        )
-    callbacks += [Checkpointer(save_checkpoint, plan), ProgressBar(plan)]
-
     started = time.perf_counter()
-    fit(
-        accelerator, model, optimizer, scheduler, data.train, plan, state, callbacks,
-        batch_size=config.batch_size, grad_accum=config.grad_accum, seed=config.seed,
-        group_by_length=config.group_by_length, max_grad_norm=config.max_grad_norm,
-        pad_id=tokenizer.pad_token_id, pad_left=pad_left,
-    )  # fmt: skip
+    run.run_loop()
+    return run.finish(time.perf_counter() - started)
 
-    unwrapped = accelerator.unwrap_model(model)
-    final: Evaluation | None = None
-    if data.eval is not None:
-        if state.best_step != state.last_eval_step:
-            unwrapped.load_state_dict(load_file(str(best_path)))
-            evaluate()
-        final = last_eval["latest"]
-    metrics = _final_metrics(final, state, trainable, total, time.perf_counter() - started)
-    card = model_card(config, data, task, metrics, __version__)
-    metadata = {**_metadata(config, data, task), **task.saved_settings(data, final)}
-    save_model(unwrapped, tokenizer, run_dir / "model", metadata, card)
-    report = write_run_report(run_dir, config, data, task, metrics, final)
-    shutil.rmtree(run_dir / run_folder.CHECKPOINTS, ignore_errors=True)
-    run_folder.write_json(run_dir / "metrics.json", metrics)  # last: marks the run finished
-    return RunResult(run_dir, metrics, report)
+
+@dataclass
+class _Run:
+    """One training run's objects, and the side effects the callbacks trigger on them."""
+
+    config: TrainConfig
+    task: Task
+    data: PreparedData
+    tokenizer: Any
+    run_dir: Path
+    accelerator: Accelerator
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    plan: Plan
+    echo: Any
+    counts: tuple[int, int]  # (trainable, total) parameters
+    state: LoopState = field(default_factory=LoopState)
+    latest: Evaluation | None = None
+
+    @classmethod
+    def create(
+        cls, config: TrainConfig, task: Task, data: PreparedData, tokenizer: Any, model_config: Any,
+        run_dir: Path, echo: Any,
+    ) -> _Run:  # fmt: skip
+        accelerator = Accelerator(mixed_precision=_mixed_precision(config.precision))
+        set_seed(config.seed)
+        model = build_model(task.model_class, config.model, model_config, config.strategy)
+        trainable, total = parameter_counts(model)
+        echo(f"{config.model}: {trainable:,} of {total:,} parameters train ({100 * trainable / total:.2f}%)")
+        plan = make_plan(
+            len(data.train), config.batch_size, config.grad_accum, config.epochs,
+            config.max_steps, config.logging_steps, config.eval_steps, config.save_steps,
+        )  # fmt: skip
+        optimizer = _adamw(model, config.lr, config.weight_decay)
+        warmup = round(config.warmup_ratio * plan.total_steps)
+        scheduler = get_linear_schedule_with_warmup(optimizer, warmup, plan.total_steps)
+        model, optimizer = accelerator.prepare(model, optimizer)
+        run = cls(
+            config, task, data, tokenizer, run_dir, accelerator, model, optimizer, scheduler, plan, echo,
+            (trainable, total),
+        )  # fmt: skip
+        # The scheduler is stepped by hand (once per optimizer step at any world size) and saved
+        # with the loop state, instead of being wrapped by `prepare`.
+        accelerator.register_for_checkpointing(scheduler, run.state)
+        return run
+
+    @property
+    def log(self) -> RunLog:
+        return RunLog(self.run_dir / "log.jsonl", self.state)
+
+    @property
+    def best_path(self) -> Path:
+        return self.run_dir / run_folder.CHECKPOINTS / run_folder.BEST / "model.safetensors"
+
+    @property
+    def pad_left(self) -> bool:
+        return bool(self.tokenizer.padding_side == "left")
+
+    def restore(self) -> None:
+        """Load the newest checkpoint and cut log.jsonl back to what it had logged."""
+        checkpoint = run_folder.latest_checkpoint(self.run_dir)
+        self.accelerator.load_state(str(checkpoint))
+        self.log.truncate(self.state.log_lines)
+        self.echo(f"resuming from {checkpoint} (step {self.state.global_step} of {self.plan.total_steps})")
+
+    def evaluate(self) -> dict[str, float]:
+        assert self.data.eval is not None
+        outputs = forward_all(
+            self.model, self.data.eval, self.config.eval_batch_size, self.accelerator.device,
+            self.tokenizer.pad_token_id, self.pad_left, self.accelerator.autocast,
+        )  # fmt: skip
+        self.latest = self.task.evaluate(outputs, self.data)
+        return self.latest.metrics
+
+    def save_best(self) -> None:
+        self.best_path.parent.mkdir(parents=True, exist_ok=True)
+        state = self.accelerator.unwrap_model(self.model).state_dict()
+        tmp = self.best_path.with_suffix(".tmp")
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
+        tmp.replace(self.best_path)
+
+    def save_checkpoint(self, step: int) -> None:
+        tmp = self.run_dir / run_folder.CHECKPOINTS / f".tmp-{run_folder.STEP_PREFIX}{step}"
+        self.accelerator.save_state(str(tmp))
+        run_folder.publish_checkpoint(tmp, self.run_dir, step)
+
+    def callbacks(self) -> list[Callback]:
+        log, plan, config = self.log, self.plan, self.config
+        callbacks: list[Callback] = [LossLogger(log, plan)]
+        if self.data.eval is not None:
+            metric = str(config.metric_for_best)
+            greater = not metric.endswith(LOWER_IS_BETTER)
+            patience = config.early_stopping_patience
+            callbacks.append(
+                Evaluator(self.evaluate, self.save_best, log, plan, metric, greater, patience, self.echo)
+            )
+        return [*callbacks, Checkpointer(self.save_checkpoint, plan), ProgressBar(plan)]
+
+    def run_loop(self) -> None:
+        c = self.config
+        fit(
+            self.accelerator, self.model, self.optimizer, self.scheduler, self.data.train, self.plan,
+            self.state, self.callbacks(), batch_size=c.batch_size, grad_accum=c.grad_accum, seed=c.seed,
+            group_by_length=c.group_by_length, max_grad_norm=c.max_grad_norm,
+            pad_id=self.tokenizer.pad_token_id, pad_left=self.pad_left,
+        )  # fmt: skip
+
+    def finish(self, wall_s: float) -> RunResult:
+        """Select the best weights, save model and report, then mark the run finished."""
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        final: Evaluation | None = None
+        if self.data.eval is not None:
+            if self.state.best_step != self.state.last_eval_step:
+                unwrapped.load_state_dict(load_file(str(self.best_path)))
+                self.evaluate()
+            final = self.latest
+        config, data, task = self.config, self.data, self.task
+        metrics = _final_metrics(final, self.state, *self.counts, wall_s)
+        card = model_card(config, data, task, metrics, __version__)
+        metadata = {**_metadata(config, data, task), **task.saved_settings(data, final)}
+        save_model(unwrapped, self.tokenizer, self.run_dir / "model", metadata, card)
+        report = write_run_report(self.run_dir, config, data, task, metrics, final)
+        shutil.rmtree(self.run_dir / run_folder.CHECKPOINTS, ignore_errors=True)
+        run_folder.write_json(self.run_dir / "metrics.json", metrics)  # last: marks the run finished
+        return RunResult(self.run_dir, metrics, report)
 
 
 def _mixed_precision(precision: str) -> str:
