@@ -45,19 +45,16 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def _build_tiny_model(folder: Path) -> Path:
+def build_tiny_bert(folder: Path, corpus: list[str], vocab_size: int = 300, lowercase: bool = True) -> Path:
+    """Train a WordPiece tokenizer on `corpus` and save it with a random 2-layer, 32-wide BERT."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
-    corpus = [r["text"] for r in sentiment_rows(400, seed=1)] + [
-        " ".join(POSITIVE + NEGATIVE + NOUNS + FILLER)
-    ]
-    corpus += ["is this a question? what was it? the answer is here, in the context.", "one two three four"]
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train_from_iterator(corpus, trainers.WordPieceTrainer(vocab_size=300, special_tokens=specials))
+    tok.train_from_iterator(corpus, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials))
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
@@ -89,6 +86,14 @@ def _build_tiny_model(folder: Path) -> Path:
     BertModel(config).save_pretrained(folder)
     fast.save_pretrained(folder)
     return folder
+
+
+def _build_tiny_model(folder: Path) -> Path:
+    corpus = [r["text"] for r in sentiment_rows(400, seed=1)] + [
+        " ".join(POSITIVE + NEGATIVE + NOUNS + FILLER)
+    ]
+    corpus += ["is this a question? what was it? the answer is here, in the context.", "one two three four"]
+    return build_tiny_bert(folder, corpus)
 
 
 @pytest.fixture(scope="session")

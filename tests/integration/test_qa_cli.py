@@ -22,7 +22,7 @@ import pytest
 
 from encoderkit.cli import main
 from encoderkit.evaluation.squad_metrics import normalize_squad
-from tests.conftest import write_jsonl
+from tests.conftest import build_tiny_bert, write_jsonl
 
 WORDS = ["the", "film", "was", "good", "and", "the", "meal", "was", "bad", "so", "it", "is", "quite", "fine"]
 QUESTIONS = ["what was it?", "is this a question?", "what is the answer?", "where is it?"]
@@ -378,35 +378,10 @@ KOREAN_QUESTION = "회의는 어디에서 열렸나요?"
 
 def build_korean_model(folder: Path) -> str:
     """A tiny random BERT with a WordPiece vocabulary trained on Korean (as KLUE BERT: no lower-casing)."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
     corpus = [" ".join(KOREAN_WORDS), KOREAN_QUESTION, "그 도시는 어디인가요?", "회의는 서울에서 열렸다"]
     corpus += [f"{city}{particle}" for city in CITIES for particle in ("에서", "은", "으로", "의", "")]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=False)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     # ~120 entries: cities and particles become separate pieces (서울 ##에서), as in KLUE BERT.
-    tok.train_from_iterator(corpus, trainers.WordPieceTrainer(vocab_size=120, special_tokens=specials))
-    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
-    )
-    tok.decoder = decoders.WordPiece()
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-        sep_token="[SEP]", mask_token="[MASK]", model_max_length=128,
-    )  # fmt: skip
-    config = BertConfig(
-        vocab_size=fast.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=37, max_position_embeddings=128, hidden_dropout_prob=0.0,
-    )  # fmt: skip
-    BertModel(config).save_pretrained(folder)
-    fast.save_pretrained(folder)
-    return str(folder)
+    return str(build_tiny_bert(folder, corpus, vocab_size=120, lowercase=False))
 
 
 def korean_records(n: int, seed: int) -> list[dict[str, Any]]:
