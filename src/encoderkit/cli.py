@@ -147,7 +147,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
             "output": args.output,
             "epochs": 4,
             "batch_size": 16,
-            "lr": 1e-4,
             "overwrite": True,
         },
     )
