@@ -43,6 +43,7 @@ except ImportError:  # a bare checkout (e.g. on the accelerator machine): use th
 import torch  # noqa: E402
 import yaml  # noqa: E402
 from common import (  # noqa: E402
+    append_table_rows,
     encoderkit_auto_precision,
     logger,
     release_memory,
@@ -226,21 +227,7 @@ def table_row(line: dict[str, Any]) -> str:
 
 
 def append_rows(path: Path, rows: list[str]) -> None:
-    """Append rows to the table under HEADING, creating the file, the section or the table if missing."""
-    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else INTRO.rstrip().splitlines()
-    if HEADING not in lines:
-        while lines and not lines[-1].strip():
-            lines.pop()
-        lines += ["", HEADING, "", *TABLE_HEAD, *rows]
-    else:
-        start = lines.index(HEADING)
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        table = [i for i in range(start + 1, end) if lines[i].startswith("|")]
-        if table:
-            lines[table[-1] + 1 : table[-1] + 1] = rows
-        else:
-            lines[start + 1 : start + 1] = ["", *TABLE_HEAD, *rows]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    append_table_rows(path, HEADING, TABLE_HEAD, rows, INTRO)
 
 
 def benchmark_task(

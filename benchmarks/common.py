@@ -115,3 +115,25 @@ def work_folder(stack: contextlib.ExitStack, work_dir: str | None, prefix: str) 
         Path(work_dir).mkdir(parents=True, exist_ok=True)
         return Path(work_dir)
     return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
+
+
+def append_table_rows(
+    path: Path, heading: str, table_head: list[str], rows: list[str], intro: str, note: str = ""
+) -> None:
+    """Append rows to the table under `heading` in a Markdown file; create the file (with `intro`),
+    the section (with `note`) or the table when missing. Other sections are left as they are."""
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else intro.rstrip().splitlines()
+    if heading not in lines:
+        while lines and not lines[-1].strip():
+            lines.pop()
+        preface = [*note.splitlines(), ""] if note else []
+        lines += ["", heading, "", *preface, *table_head, *rows]
+    else:
+        start = lines.index(heading)
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        table = [i for i in range(start + 1, end) if lines[i].startswith("|")]
+        if table:
+            lines[table[-1] + 1 : table[-1] + 1] = rows
+        else:
+            lines[start + 1 : start + 1] = ["", *table_head, *rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -55,6 +55,7 @@ except ImportError:  # a bare checkout (e.g. on the accelerator machine): use th
 import torch  # noqa: E402
 import yaml  # noqa: E402
 from common import (  # noqa: E402
+    append_table_rows,
     encoderkit_auto_precision,
     logger,
     release_memory,
@@ -394,25 +395,8 @@ def questions_cell(line: dict[str, Any]) -> str:
 
 
 def append_rows(path: Path, heading: str, rows: list[str]) -> None:
-    """Append rows to the table under `heading`; create the file, or the section at the end, if missing.
-
-    Other sections are left as they are.
-    """
-    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else INTRO.rstrip().splitlines()
-    if heading not in lines:
-        while lines and not lines[-1].strip():
-            lines.pop()
-        note = SECTION_NOTE if heading == HEADINGS["squad"] else KORQUAD_NOTE
-        lines += ["", heading, "", *note.splitlines(), "", *TABLE_HEAD, *rows]
-    else:
-        start = lines.index(heading)
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        table = [i for i in range(start + 1, end) if lines[i].startswith("|")]
-        if table:
-            lines[table[-1] + 1 : table[-1] + 1] = rows
-        else:
-            lines[start + 1 : start + 1] = ["", *TABLE_HEAD, *rows]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    note = SECTION_NOTE if heading == HEADINGS["squad"] else KORQUAD_NOTE
+    append_table_rows(path, heading, TABLE_HEAD, rows, INTRO, note)
 
 
 def append_saved(jsonl: Path, results: Path) -> int:
