@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 TORCH_CPU ?= torch==2.13.0
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo yes)
 
-.PHONY: install demo test lint typecheck unit clean
+.PHONY: install browser demo test lint typecheck unit clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -18,6 +18,15 @@ endif
 	touch $@
 
 install: $(VENV)/.installed
+
+# Headless Chromium for the browser tests (report page, web UI). Best effort: without root or
+# without the Debian packages those tests skip and say why.
+browser:
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 \
+	  || (command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] \
+	      && (apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
+	          || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1))) \
+	  || echo "note: could not install chromium + chromium-driver; the browser tests will be skipped"
 
 demo: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/encoderkit demo --output runs/demo
@@ -32,7 +41,7 @@ typecheck: install
 unit: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest
 
-test: lint typecheck unit
+test: browser lint typecheck unit
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache .mypy_cache

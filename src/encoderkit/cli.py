@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from dataclasses import fields
@@ -11,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn
 
-from encoderkit.errors import UserError
+from encoderkit.errors import UserError, brief
 
 COLUMN_FLAGS = ("text_column", "text_pair_column", "label_column")
 
@@ -41,9 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("error: interrupted (a run continues from its last checkpoint with --resume)", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        # training.signals.Interrupted says which signal (exit 128 + its number) and what was saved.
+        message = str(exc) or "interrupted (a run continues from its last checkpoint with --resume)"
+        print(f"error: {message}", file=sys.stderr)
+        return int(getattr(exc, "exit_code", 130))
 
 
 def build_parser() -> Parser:
@@ -55,6 +58,14 @@ def build_parser() -> Parser:
     train.add_argument("--config", help="YAML file of config fields; flags given here override it")
     _add_config_flags(train)
     train.set_defaults(handler=cmd_train)
+
+    compare = sub.add_parser("compare", help="train once per strategy and compare them in one report")
+    compare.add_argument(
+        "--strategies", default="full,frozen,lora,scratch", help="comma-separated (default: all four)"
+    )
+    compare.add_argument("--config", help="YAML file of config fields; flags given here override it")
+    _add_config_flags(compare)
+    compare.set_defaults(handler=cmd_compare)
 
     demo = sub.add_parser("demo", help="fine-tune the bundled minilm on the bundled demo data (offline, CPU)")
     demo.add_argument("--output", default="runs/demo", help="run folder (replaced if it exists)")
@@ -91,6 +102,10 @@ def build_parser() -> Parser:
     score.add_argument("--predictions", required=True, help='JSON {"question id": "answer text"}')
     score.add_argument("--na-probs", help="squad_v2: JSON {id: null probability} to find the best threshold")
     score.set_defaults(handler=cmd_score)
+
+    from encoderkit.serving.commands import add_commands
+
+    add_commands(sub)  # serve, fill-mask
     return parser
 
 
@@ -119,17 +134,37 @@ def _column_flags(args: argparse.Namespace) -> dict[str, str | None]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from encoderkit.config import FIELD_NAMES, build_config, load_yaml
-
-    file_values = load_yaml(args.config) if args.config else {}
-    cli_values = {k: v for k, v in vars(args).items() if k in FIELD_NAMES}
-    config = build_config(file_values, cli_values)  # fail fast, before importing torch
-
+    config = _config_from_args(args)
     from encoderkit.training.run import train
 
     result = train(config)
     _print_result(result)
     return 0
+
+
+def _config_from_args(args: argparse.Namespace) -> Any:
+    from encoderkit.config import FIELD_NAMES, build_config, load_yaml
+
+    file_values = load_yaml(args.config) if args.config else {}
+    cli_values = {k: v for k, v in vars(args).items() if k in FIELD_NAMES}
+    return build_config(file_values, cli_values)  # fail fast, before importing torch
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from encoderkit.compare import StrategyInputError, compare, parse_strategies
+
+    if "strategy" in vars(args):
+        raise UserError("--strategy: compare runs every strategy named by --strategies")
+    strategies = parse_strategies(args.strategies)
+    config = _config_from_args(args)
+    try:
+        result = compare(config, strategies)
+    except StrategyInputError:
+        return 2  # the strategy's run already printed its one `error:` line
+    for row in result.rows:
+        print(json.dumps(row))
+    print(f"report: {result.report}")
+    return 1 if result.failed else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -218,20 +253,22 @@ def cmd_score(args: argparse.Namespace) -> int:
     na_probs = _read_json_object(args.na_probs, "na-probs") if args.na_probs else None
     for qid, answer in predictions.items():
         if not isinstance(answer, str):
-            raise UserError(f"{args.predictions}: answer for id '{qid}' is not a string")
+            raise UserError(f"{args.predictions}: answer for id {brief(qid)} is not a string")
+    for qid, prob in (na_probs or {}).items():
+        finite = isinstance(prob, int) or (isinstance(prob, float) and math.isfinite(prob))
+        if isinstance(prob, bool) or not finite:  # not math.isfinite(int): it overflows past 1e308
+            raise UserError(f"{args.na_probs}: null probability for id {brief(qid)} is not a finite number")
     print(json.dumps(score(args.task, gold, predictions, na_probs)))
     return 0
 
 
 def _read_json_object(path: str, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: {what} file not found") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not valid UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    from encoderkit.data.files import loads_json, read_text
+
+    if not Path(path).exists():
+        raise UserError(f"{path}: {what} file not found")
+    # The data loaders' reader: a folder, bad UTF-8, NULs, gzip, deep nesting, huge numbers -> file:line.
+    data = loads_json(read_text(Path(path)), path)
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a JSON object of id -> value")
     return data

@@ -19,7 +19,7 @@ from encoderkit.errors import UserError
 
 TASKS = ("classification", "regression", "qa")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-STRATEGIES = ("full", "frozen", "scratch")
+STRATEGIES = ("full", "frozen", "lora", "scratch")
 QA_METRICS = ("auto", "squad", "squad_v2", "korquad")
 # Eval metrics per task, so a misspelled --metric-for-best fails now, not with a KeyError after an epoch.
 SEQUENCE_METRICS = {"classification": ("accuracy", "f1", "mcc"), "regression": ("pearson", "spearman", "mse")}
@@ -51,7 +51,9 @@ class TrainConfig:
     batch_size: int = _f(32, "examples per optimizer step (the global batch)")
     grad_accum: int = _f(1, "split each batch into N micro-batches (same result, less memory)")
     eval_batch_size: int = _f(128, "examples per evaluation forward pass")
-    lr: float = _f(1e-4, "peak learning rate (AdamW)")
+    lr: float | None = _f(
+        None, "peak learning rate (AdamW); default per strategy: full/scratch 1e-4, frozen/lora 1e-3"
+    )
     weight_decay: float = _f(0.01, "AdamW weight decay (not applied to biases and LayerNorm)")
     warmup_ratio: float = _f(0.1, "share of steps with linear warmup before linear decay")
     max_grad_norm: float = _f(1.0, "gradient clipping norm (0 disables)")
@@ -68,14 +70,24 @@ class TrainConfig:
     seed: int = _f(42, "random seed (weights of the new head, dropout, batch order)")
     precision: str = _f("auto", "`auto` = bf16/fp16 autocast on GPU, fp32 on CPU", choices=PRECISIONS)
     strategy: str = _f("full", "which weights train", choices=STRATEGIES)
+    lora_r: int = _f(16, "lora: rank of the adapter matrices")
+    lora_alpha: int = _f(32, "lora: scaling numerator (the update is scaled by alpha / r)")
+    lora_dropout: float = _f(0.1, "lora: dropout on the adapter input")
+    lora_targets: str | None = _f(
+        None, "lora: comma-separated module names to adapt (default: every linear layer of the encoder)"
+    )
+    merge: bool = _f(True, "lora: merge the adapter into model/ (--no-merge keeps an adapter folder)")
     group_by_length: bool = _f(True, "batch examples of similar length together (less padding)")
     # When to log, evaluate, save, stop.
     logging_steps: int | None = _f(None, "log every N steps (default: about 50 points per run)")
     eval_steps: int | None = _f(None, "evaluate every N optimizer steps (default: every epoch)")
+    eval_at_start: bool = _f(True, "evaluate before the first step, so curves start from the untrained model")
     save_steps: int | None = _f(500, "write a resumable checkpoint every N steps (and every epoch)")
+    keep_checkpoints: int = _f(1, "resumable checkpoints to keep (the newest N; best weights are kept apart)")
     early_stopping_patience: int | None = _f(None, "stop after N evaluations without improvement")
     metric_for_best: str | None = _f(None, "eval metric that selects the best checkpoint (default per task)")
     resume: bool = _f(False, "continue from the last checkpoint in --output")
+    resume_force: bool = _f(False, "resume even though the config or the data changed since the checkpoint")
     overwrite: bool = _f(False, "replace an existing run folder")
 
     def to_dict(self) -> dict[str, Any]:
@@ -164,16 +176,19 @@ def validate(config: TrainConfig) -> None:
         value = getattr(config, f.name)
         if choices and value not in choices:
             raise UserError(f"field '{f.name}': {value!r} is not one of {', '.join(choices)}")
-    positive = ["batch_size", "grad_accum", "eval_batch_size", "lr", "doc_stride", "max_query_length"]
-    positive += ["n_best", "max_answer_length"]
+    positive = ["batch_size", "grad_accum", "eval_batch_size", "doc_stride", "max_query_length"]
+    positive += ["n_best", "max_answer_length", "lora_r", "lora_alpha"]
     # None means "the default"; 0 is not a step count (it used to be silently read as None).
-    positive += [n for n in ("max_steps", "logging_steps", "eval_steps") if getattr(config, n) is not None]
+    optional = ("lr", "max_steps", "logging_steps", "eval_steps")
+    positive += [n for n in optional if getattr(config, n) is not None]
     for name in positive:
         value = getattr(config, name)
         if not (value > 0 and math.isfinite(value)):  # also rejects nan and inf
             raise UserError(f"field '{name}': must be > 0, got {value}")
     if config.save_steps is not None and config.save_steps < 0:
         raise UserError(f"field 'save_steps': must be >= 0 (0: only at epoch ends), got {config.save_steps}")
+    if config.keep_checkpoints < 1:
+        raise UserError(f"field 'keep_checkpoints': must be >= 1, got {config.keep_checkpoints}")
     if config.batch_size % config.grad_accum:
         raise UserError(
             f"field 'grad_accum': {config.grad_accum} does not divide batch_size {config.batch_size}"
@@ -196,12 +211,25 @@ def validate(config: TrainConfig) -> None:
         raise UserError("field 'train': training data is required (--train PATH)")
     if config.output is None:
         raise UserError("field 'output': a run folder is required (--output DIR)")
+    if not 0 <= config.lora_dropout < 1:
+        raise UserError(f"field 'lora_dropout': must be in [0, 1), got {config.lora_dropout}")
     if config.resume and config.overwrite:
         raise UserError("fields 'resume' and 'overwrite' exclude each other")
+    if config.resume_force and not config.resume:
+        raise UserError("field 'resume_force': only together with --resume")
+
+
+DEFAULT_LR = {"full": 1e-4, "scratch": 1e-4, "frozen": 1e-3, "lora": 1e-3}
+
+
+def default_lr(strategy: str) -> float:
+    """Adapters and a lone head need ~10x the step size of full fine-tuning to move in the same budget."""
+    return DEFAULT_LR[strategy]
 
 
 def save_yaml(config: TrainConfig, path: Path) -> None:
     """Write the resolved config; `encoderkit train --config` reads it back unchanged."""
     values = config.to_dict()
     values["resume"] = False  # a saved config describes the run, not how it was started
+    values["resume_force"] = False
     path.write_text(yaml.safe_dump(values, sort_keys=False), encoding="utf-8")

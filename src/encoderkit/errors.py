@@ -16,3 +16,16 @@ class UserError(Exception):
 def at(path: str | Path, line: int | None = None) -> str:
     """Format a location the way compilers do: `file:line`, or just `file`."""
     return f"{path}:{line}" if line is not None else str(path)
+
+
+def brief(value: object, limit: int = 60) -> str:
+    """`repr(value)` cut to about `limit` characters, for quoting bad input in a one-line error.
+
+    A hostile file can hold a 50 MB label or an integer too long for `repr` (CPython refuses to
+    print ints over 4300 digits), and neither may turn an error message into a crash or a flood.
+    """
+    try:
+        text = repr(value)
+    except ValueError:
+        text = f"<{type(value).__name__} too long to print>"
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."

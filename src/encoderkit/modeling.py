@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +67,22 @@ def model_max_length(config: PretrainedConfig, tokenizer: Any) -> int:
     return min(usable) if usable else 512
 
 
-def build_model(model_class: Any, name: str, config: PretrainedConfig, strategy: str) -> PreTrainedModel:
-    """Instantiate `model_class` for `strategy`: pretrained weights (full/frozen) or random (scratch)."""
+@dataclass(frozen=True)
+class LoraSettings:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.1
+    targets: tuple[str, ...] | None = None  # leaf module names; None: every linear layer of the encoder
+
+
+def build_model(
+    model_class: Any, name: str, config: PretrainedConfig, strategy: str, lora: LoraSettings | None = None
+) -> Any:
+    """Instantiate `model_class` for `strategy`.
+
+    full/frozen/lora start from the pretrained weights, scratch from random ones; lora returns a
+    PEFT model whose adapters and task head train.
+    """
     path = resolve_model(name)
     if strategy == "scratch":
         model = model_class.from_config(config)
@@ -75,6 +91,8 @@ def build_model(model_class: Any, name: str, config: PretrainedConfig, strategy:
         model = model_class.from_pretrained(path, config=config, dtype=torch.float32)
     if strategy == "frozen":
         freeze_encoder(model)
+    if strategy == "lora":
+        return add_lora(model, lora or LoraSettings())
     return model
 
 
@@ -87,8 +105,69 @@ def freeze_encoder(model: PreTrainedModel) -> None:
         param.requires_grad = name.startswith("pooler.")
 
 
+def add_lora(model: PreTrainedModel, settings: LoraSettings) -> Any:
+    """Wrap `model` with PEFT LoRA adapters on the encoder's linear layers; the head trains fully.
+
+    Targets are found by walking the encoder, so the defaults work for BERT (query/key/value/dense),
+    DistilBERT (q_lin/.../lin2), RoBERTa, XLM-R, DeBERTa... without a per-architecture table. The
+    pooler is left out: like PEFT's own sequence-classification recipe, only adapters and head train.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    prefix = model.base_model_prefix
+    linear = [
+        n for n, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear) and n.startswith(prefix + ".") and ".pooler." not in n
+    ]  # fmt: skip
+    leaves = sorted({n.rsplit(".", 1)[-1] for n in linear})
+    if settings.targets is not None:
+        unknown = sorted(set(settings.targets) - set(leaves))
+        if unknown:
+            raise UserError(
+                f"field 'lora_targets': no linear layer named '{unknown[0]}' in the encoder "
+                f"(it has: {', '.join(leaves)})"
+            )
+        leaves = sorted(settings.targets)
+    if not leaves:
+        raise UserError(f"strategy 'lora': found no linear layers in the encoder of {type(model).__name__}")
+    # A full-name regex, so a leaf name like `dense` does not also catch the pooler or the head.
+    pattern = rf"^{re.escape(prefix)}\.(?!pooler\.).*\.({'|'.join(map(re.escape, leaves))})$"
+    head = [
+        n for n, child in model.named_children()
+        if n != prefix and any(True for _ in child.parameters())
+    ]  # fmt: skip
+    config = LoraConfig(
+        r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout, target_modules=pattern,
+        modules_to_save=head, bias="none",
+    )  # fmt: skip
+    return get_peft_model(model, config)
+
+
+def is_peft(model: Any) -> bool:
+    return hasattr(model, "merge_and_unload") and hasattr(model, "peft_config")
+
+
+def lora_settings(r: int, alpha: int, dropout: float, targets: str | None) -> LoraSettings:
+    names = tuple(t.strip() for t in targets.split(",") if t.strip()) if targets else None
+    return LoraSettings(r, alpha, dropout, names)
+
+
+def lora_warning(r: int, alpha: int, lr: float) -> str | None:
+    """The silent failure seen in the wild: alpha=1, r=8 (updates scaled by 1/8) at lr 2e-5."""
+    scale = alpha / r
+    if scale < 0.5 and lr * scale < 1e-4:
+        return (
+            f"LoRA scaling alpha/r = {alpha:g}/{r} = {scale:.3g} with lr {lr:g}: adapter updates are tiny "
+            "and the loss will barely move; use alpha = 2 x r (the default) or a larger --lr"
+        )
+    return None
+
+
 def parameter_counts(model: torch.nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts."""
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return trainable, total
+    """(trainable, total) parameter counts.
+
+    PEFT keeps a frozen copy of each fully trained head module (`original_module`) beside the
+    trained one; it is not part of the model a user gets, so it is not counted.
+    """
+    params = [p for n, p in model.named_parameters() if ".original_module." not in n]
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)

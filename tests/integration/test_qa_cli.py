@@ -228,6 +228,8 @@ def test_squad_v1_report_has_data_check_and_example_answers(v1_run: Path) -> Non
 def test_squad_v1_learns_and_keeps_the_best_checkpoint_by_f1(v1_run: Path) -> None:
     metrics = read_json(v1_run / "metrics.json")
     evals = [e for e in read_jsonl(v1_run / "log.jsonl") if "eval_f1" in e]
+    assert [e["step"] for e in evals][:1] == [0], "the untrained model is evaluated first"
+    evals = evals[1:]
     assert len(evals) == 6, "one evaluation per epoch"
     assert all(0 <= e["eval_exact_match"] <= e["eval_f1"] <= 100 for e in evals)
     best = max(e["eval_f1"] for e in evals)

@@ -67,8 +67,8 @@ def test_log_has_training_and_eval_entries(finished_run: Path) -> None:
     train_entries = [e for e in entries if "loss" in e]
     eval_entries = [e for e in entries if "eval_accuracy" in e]
     assert train_entries and all({"step", "epoch", "loss", "lr"} <= e.keys() for e in train_entries)
-    # 96 examples / batch 8 = 12 steps per epoch, 96 steps, eval every 24.
-    assert [e["step"] for e in eval_entries] == [24, 48, 72, 96]
+    # 96 examples / batch 8 = 12 steps per epoch, 96 steps, eval before training and every 24.
+    assert [e["step"] for e in eval_entries] == [0, 24, 48, 72, 96]
     steps = [e["step"] for e in train_entries]
     assert steps == sorted(steps) and steps[-1] == 96
 

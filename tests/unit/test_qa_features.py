@@ -18,6 +18,7 @@ from encoderkit.errors import UserError
 from encoderkit.tasks.qa_features import (
     answer_span,
     build_features,
+    covered_span,
     feature_stats,
     label_window,
     truncate_question,
@@ -234,6 +235,29 @@ def test_answer_span_uses_first_answer_and_trims_whitespace():
     example = QAExample("q", "?", "ab  cd ef", answer_texts=[" cd ", "ef"], answer_starts=[3, 7])
     assert answer_span(example) == (4, 6)
     assert answer_span(QAExample("q", "?", "ab")) is None
+
+
+@pytest.mark.parametrize(
+    ("span", "expected"),
+    [
+        ((0, 2), (1, 2)),  # a leading character no token covers (a zero-width space) is trimmed
+        ((1, 9), (1, 8)),  # so is a trailing one
+        ((2, 4), (2, 4)),  # an answer inside a token keeps its own bounds
+        ((6, 7), None),  # only uncovered characters: no token can hold it
+    ],
+)
+def test_covered_span_trims_characters_no_token_covers(span, expected):
+    tokens = [(1, 6), (7, 8)]  # "\u200briver\u200bx\u200b": the normalizer drops the U+200B
+    assert covered_span(span, tokens) == expected
+
+
+def test_answer_starting_with_a_dropped_character_is_labelled():
+    # Found by tests/unit/test_fuzz_loaders.py: "\u200b" has no token, so the answer seemed to start
+    # before the only window's first token and was labelled "no answer".
+    example = QAExample("q", "what is", "\u200briver stone", answer_texts=["\u200briver"], answer_starts=[0])
+    features = build_features(english_tokenizer(), [example], max_length=24, doc_stride=4, max_query_length=4)
+    assert labelled_texts(features, [example]) == ["river"]
+    assert feature_stats([example], features).answers_lost_to_truncation == 0
 
 
 # ---------------------------------------------------------------- build_features, WordPiece

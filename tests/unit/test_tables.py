@@ -138,7 +138,7 @@ def test_folder(tmp_path: Path) -> None:
 def test_bad_json_line_names_line_3(tmp_path: Path) -> None:
     text = jsonl(ROWS) + '{"text": "c", label: 1}\n' + jsonl(ROWS)
     source = put(tmp_path / "bad.jsonl", text)
-    assert error_of(source).startswith(f"{source}:3: invalid JSON")
+    assert error_of(source).startswith(f"{source}:3: not valid JSON")
 
 
 def test_non_object_json_line(tmp_path: Path) -> None:

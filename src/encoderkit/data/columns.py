@@ -6,7 +6,7 @@ import difflib
 from dataclasses import dataclass
 
 from encoderkit.data.tables import Table
-from encoderkit.errors import UserError
+from encoderkit.errors import UserError, brief
 
 # Defaults cover the common public formats: plain JSONL, GLUE (SST-2, MRPC, QQP, MNLI), HF datasets.
 TEXT_DEFAULTS = ("text", "sentence", "sentence1", "#1 String", "question1", "premise", "review")
@@ -55,7 +55,8 @@ def _require(table: Table, name: str, flag: str) -> str:
         return name
     close = difflib.get_close_matches(name, table.columns, n=1)
     hint = f"; did you mean '{close[0]}'?" if close else ""
-    raise UserError(f"{table.source}: column '{name}' ({flag}) not found; columns are {table.columns}{hint}")
+    columns = brief(table.columns, 200)  # a header can be any line of a file: quote it briefly
+    raise UserError(f"{table.source}: column '{name}' ({flag}) not found; columns are {columns}{hint}")
 
 
 def _first(table: Table, candidates: tuple[str, ...], role: str) -> str:
@@ -67,5 +68,5 @@ def _first(table: Table, candidates: tuple[str, ...], role: str) -> str:
     if len(table.columns) == 1 and any(sep in table.columns[0] for sep in ("\t", ";", ",")):
         hint = " (one column only: is the delimiter right for this file type?)"
     raise UserError(
-        f"{table.source}: no {role} column found among {table.columns}{hint}; name it with {flag}"
+        f"{table.source}: no {role} column found among {brief(table.columns, 200)}{hint}; name it with {flag}"
     )

@@ -15,14 +15,14 @@ JSON does not parse) or the JSON path of the bad field, e.g. `data[3].paragraphs
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from encoderkit.data.files import read_text
+from encoderkit.data.files import loads_json, read_text
 from encoderkit.data.qa_types import QAExample
-from encoderkit.errors import UserError, at
+from encoderkit.data.text_checks import check_text, reject_surrogates
+from encoderkit.errors import UserError, at, brief
 
 
 def read_squad_file(path: str | Path) -> list[QAExample]:
@@ -48,20 +48,6 @@ def read_squad_file(path: str | Path) -> list[QAExample]:
     return examples
 
 
-def _loads(text: str, path: Path, line_offset: int = 0) -> Any:
-    """json.loads, turning a syntax error into a UserError at `file:line`."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        hint = ""
-        if e.msg == "Extra data":
-            # The usual cause: JSONL content in a file not named .jsonl.
-            hint = "; if this is one object per line, name the file .jsonl"
-        raise UserError(
-            f"{at(path, e.lineno + line_offset)}: not valid JSON: {e.msg} (column {e.colno}){hint}"
-        ) from e
-
-
 # --- fields -------------------------------------------------------------------------------------
 # Field helpers take `where`, the location of the object being read, already formatted and ending
 # where a key name can follow: "file: data[0].paragraphs[2].qas[1]." for SQuAD JSON, or
@@ -82,7 +68,7 @@ def _required_text(obj: dict[str, Any], key: str, where: str) -> str:
     value = _expect(obj[key], str, f"{where}{key}", "a string")
     if not value.strip():
         raise UserError(f"{where}{key}: empty")
-    return value
+    return check_text(value, f"{where}{key}")
 
 
 def _question_id(obj: dict[str, Any], where: str) -> str:
@@ -96,7 +82,9 @@ def _question_id(obj: dict[str, Any], where: str) -> str:
 
 
 def _title(obj: dict[str, Any], where: str) -> str:
-    return _expect(obj.get("title") or "", str, f"{where}title", "a string")
+    # `is None`, not `or ""`: a falsy wrong type (0, {}, []) is still the wrong type.
+    title = obj.get("title")
+    return "" if title is None else _expect(title, str, f"{where}title", "a string")
 
 
 # --- SQuAD JSON ---------------------------------------------------------------------------------
@@ -123,7 +111,8 @@ def _squad_answers(qa: dict[str, Any], where: str) -> tuple[list[str], list[int]
 
 
 def _parse_squad_json(text: str, path: Path) -> list[QAExample]:
-    doc = _loads(text, path)
+    doc = loads_json(text, path)
+    reject_surrogates(doc, text, str(path))
     if not isinstance(doc, dict) or "data" not in doc:
         raise UserError(f'{path}: not SQuAD format: expected an object with a "data" list at the top')
     examples: list[QAExample] = []
@@ -146,7 +135,7 @@ def _parse_squad_json(text: str, path: Path) -> list[QAExample]:
                 qid = _question_id(qa, f"{field}.")
                 if qid in seen:
                     first = seen[qid].removeprefix(f"{path}: ")
-                    raise UserError(f"{field}.id: duplicate id {qid!r}, first used at {first}.id")
+                    raise UserError(f"{field}.id: duplicate id {brief(qid)}, first used at {first}.id")
                 seen[qid] = field
                 question = _required_text(qa, "question", f"{field}.")
                 texts, starts = _squad_answers(qa, f"{field}.")
@@ -190,12 +179,13 @@ def _parse_jsonl(text: str, path: Path) -> list[QAExample]:
     for line, raw in enumerate(text.split("\n"), start=1):
         if not raw.strip():
             continue  # blank lines (a trailing newline, spacing) carry no record
-        obj = _loads(raw, path, line_offset=line - 1)
+        # A BOM starting a line: files saved with one (Windows tools), concatenated with `cat`.
+        obj = loads_json(raw.removeprefix("\ufeff"), path, line)
+        reject_surrogates(obj, raw, at(path, line))
         example = _jsonl_record(obj, f"{at(path, line)}: ", line)
         if example.id in seen:
-            raise UserError(
-                f"{at(path, line)}: duplicate id {example.id!r}, first used at {at(path, seen[example.id])}"
-            )
+            first = at(path, seen[example.id])
+            raise UserError(f"{at(path, line)}: duplicate id {brief(example.id)}, first used at {first}")
         seen[example.id] = line
         examples.append(example)
     return examples
@@ -215,7 +205,7 @@ class AnswerCheck:
 
 
 def _describe(example: QAExample) -> str:
-    return f"question {example.id!r}" + (f" (line {example.line})" if example.line is not None else "")
+    return f"question {brief(example.id)}" + (f" (line {example.line})" if example.line is not None else "")
 
 
 def _nearest_occurrence(context: str, text: str, start: int) -> int | None:
@@ -237,11 +227,11 @@ def _check_one(text: str, start: int, context: str, window: int) -> tuple[int | 
         return start, ""
     nearest = _nearest_occurrence(context, text, start)
     if nearest is None:
-        return None, f"answer {text!r} does not occur in the context"
+        return None, f"answer {brief(text)} does not occur in the context"
     if abs(nearest - start) > window:
         return None, (
-            f"answer {text!r} is not at {start}; its nearest occurrence, at {nearest}, is more than "
-            f"{window} characters away"
+            f"answer {brief(text)} is not at {brief(start)}; its nearest occurrence, at {nearest}, is more "
+            f"than {window} characters away"
         )
     return nearest, ""
 

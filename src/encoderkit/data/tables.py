@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from encoderkit.data.files import read_text
-from encoderkit.errors import UserError, at
+from encoderkit.data.files import loads_json, read_text
+from encoderkit.data.text_checks import reject_surrogates
+from encoderkit.errors import UserError, at, brief
 
 # `glue/mrpc:train`, `imdb:test`, `org/name/config:validation[:10%]`
 HUB_NAME = re.compile(r"^[\w.-]+(/[\w.-]+){0,2}(:[\w.\[\]%:+-]+)?$")
@@ -92,29 +92,22 @@ def _parse_jsonl(source: str, text: str) -> Table:
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{source}:{number}: invalid JSON ({exc.msg})") from None
-        except RecursionError:
-            raise UserError(f"{source}:{number}: JSON nested too deeply") from None
+        # A BOM starting a line: files saved with one (Windows tools), concatenated with `cat`.
+        row = loads_json(line.removeprefix("\ufeff"), source, number)
         if not isinstance(row, dict):
             raise UserError(f"{source}:{number}: expected a JSON object, got {type(row).__name__}")
+        reject_surrogates(row, line, at(source, number))
         rows.append(row)
         lines.append(number)
     return Table(source, _columns(rows), rows, lines)
 
 
 def _parse_json_array(source: str, text: str) -> Table:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{source}:{exc.lineno}: invalid JSON ({exc.msg})") from None
-    except RecursionError:
-        raise UserError(f"{source}: JSON nested too deeply") from None
+    data = loads_json(text, source)
     for i, row in enumerate(data):
         if not isinstance(row, dict):
             raise UserError(f"{source}: item [{i}] is a {type(row).__name__}, expected a JSON object")
+    reject_surrogates(data, text, source)
     return Table(source, _columns(data), data, [None] * len(data))
 
 
@@ -131,8 +124,10 @@ def _parse_delimited(source: str, text: str, delimiter: str) -> Table:
     except csv.Error as exc:
         raise UserError(f"{source}:1: {exc}") from None
     header = [h.strip() for h in header]
+    if not any(header):  # a blank first line would make every data row "too many fields"
+        raise UserError(f"{source}:1: the header line (column names) is empty")
     if len(set(header)) != len(header):
-        raise UserError(f"{source}:1: duplicate column names in header {header}")
+        raise UserError(f"{source}:1: duplicate column names in header {brief(header, 200)}")
     rows: list[dict[str, Any]] = []
     lines: list[int | None] = []
     while True:
@@ -141,8 +136,8 @@ def _parse_delimited(source: str, text: str, delimiter: str) -> Table:
             values = next(reader)
         except StopIteration:
             break
-        except csv.Error as exc:
-            raise UserError(f"{source}:{reader.line_num}: {exc}") from None
+        except csv.Error as exc:  # at the row's first line: an unclosed quote fails at the end of file
+            raise UserError(f"{source}:{start}: {exc}") from None
         if not values or (len(values) == 1 and not values[0].strip()):
             continue
         if len(values) != len(header):

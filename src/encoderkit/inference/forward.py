@@ -29,7 +29,8 @@ def forward_all(
     on the side the tokenizer pads, so token positions keep their meaning.
     """
     was_training = model.training
-    model.eval()
+    if was_training:  # `eval()` walks every module: ~3 ms per call, a quarter of a short served request
+        model.eval()
     pieces: dict[str, list[torch.Tensor]] = {}
     order: list[int] = []
     multiple_of = 8 if device.type == "cuda" else 1
@@ -42,7 +43,8 @@ def forward_all(
             if getattr(out, key, None) is not None:
                 pieces.setdefault(key, []).append(getattr(out, key).float().cpu())
         order.extend(indices)
-    model.train(was_training)
+    if was_training:
+        model.train()
     inverse = torch.empty(len(order), dtype=torch.long)
     inverse[torch.tensor(order)] = torch.arange(len(order))
     return {key: _cat(parts, pad_left)[inverse] for key, parts in pieces.items()}

@@ -191,3 +191,27 @@ def _annotate_cells(ax: Any, matrix: list[list[int]]) -> None:
         for j, count in enumerate(row):
             color = "white" if count > peak / 2 else "black"
             ax.text(j, i, str(count), ha="center", va="center", color=color)
+
+
+def overlaid_curves(runs: dict[str, list[dict[str, Any]]], key: str, ylabel: str, title: str) -> bytes | None:
+    """One line per run of `key` against step (e.g. loss or eval_f1 of each strategy), on one axes.
+
+    Long curves are smoothed so several runs stay readable. Returns None when no run logged `key`.
+    """
+    curves = {}
+    for name, log in runs.items():
+        points = [(_step(e, i), float(e[key])) for i, e in enumerate(log) if _is_number(e.get(key))]
+        if points:
+            curves[name] = points
+    if not curves:
+        return None
+    with _figure(7, 4) as (fig, axes):
+        ax = axes[0, 0]
+        for name, points in curves.items():
+            steps, values = zip(*points, strict=True)
+            many = len(points) > _SMOOTH_MIN_POINTS
+            ax.plot(steps, smooth(list(values)) if many else values, marker="" if many else "o", label=name)
+        ax.set(xlabel="step", ylabel=ylabel, title=title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        return _png(fig)

@@ -163,6 +163,20 @@ def metrics_section(metrics: dict[str, float]) -> str:
     return _section("Final metrics", _table(rows, ("metric", "value"), "metrics", numeric=True))
 
 
+def parameters_section(metrics: dict[str, Any], strategy: str | None) -> str:
+    """Trainable and total parameter counts of the run's strategy; empty when they are unknown."""
+    trainable, total = metrics.get("trainable_params"), metrics.get("total_params")
+    if not isinstance(trainable, int) or not isinstance(total, int) or total <= 0:
+        return ""
+    rows = [
+        ("strategy", str(strategy)),
+        ("trainable parameters", f"{trainable:,}"),
+        ("total parameters", f"{total:,}"),
+        ("trainable share", f"{100 * trainable / total:.2f}%"),
+    ]
+    return _section("Parameters", _table(rows, None, "parameters", numeric=False))
+
+
 def data_section(summary: dict[str, Any]) -> str:
     """The data summary table; empty string when there is no summary."""
     if not summary:
@@ -206,6 +220,7 @@ def render_report(inputs: ReportInputs, rendered: list[tuple[PlotSpec, bytes]]) 
     sections = [
         warnings_section(inputs.warnings),
         metrics_section(inputs.metrics),
+        parameters_section(inputs.metrics, inputs.config.get("strategy")),
         data_section(inputs.data_summary),
         plots_section(rendered),
         config_section(inputs.config),

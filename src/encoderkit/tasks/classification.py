@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,8 @@ from transformers import AutoModelForSequenceClassification
 
 from encoderkit.data.columns import Columns
 from encoderkit.data.tables import Table
-from encoderkit.errors import UserError
+from encoderkit.data.text_checks import check_text
+from encoderkit.errors import UserError, brief
 from encoderkit.evaluation.metrics import classification_metrics, confusion, regression_metrics
 from encoderkit.training.batching import Encoded
 
@@ -52,33 +54,49 @@ def _text(value: Any, column: str | None, where: str) -> str:
         raise UserError(f"{where}: empty text in column '{column}'")
     if not isinstance(value, str):
         raise UserError(f"{where}: column '{column}' holds a {type(value).__name__}, expected text")
-    return value
+    return check_text(value, f"{where}: column '{column}'")
 
 
 def label_key(raw: Any, where: str) -> str:
     """One spelling per label: 1, 1.0 and "1" are the same label; lists and dicts are errors."""
-    if isinstance(raw, bool | list | dict):
-        raise UserError(f"{where}: label {raw!r} must be a single string or integer")
-    if isinstance(raw, str) and _INTEGRAL.fullmatch(raw.strip()):
-        raw = float(raw)  # CSV cells "1" and "1.0" are the same label
+    if raw is None or isinstance(raw, bool | list | dict):
+        raise UserError(f"{where}: label {brief(raw)} must be a single string or integer")
     if isinstance(raw, float):
+        if not math.isfinite(raw):
+            raise UserError(
+                f"{where}: label {raw!r} is not a class label (use --task regression for numbers)"
+            )
         if not raw.is_integer():
             raise UserError(f"{where}: label {raw!r} is fractional; use --task regression for numbers")
         return str(int(raw))
-    return str(raw).strip()
+    text = str(raw).strip()
+    if isinstance(raw, str) and _INTEGRAL.fullmatch(text):
+        return _integer_spelling(text)  # CSV cells "1", "01" and "1.0" are the same label
+    return text
 
 
 _INTEGRAL = re.compile(r"-?[0-9]+(\.0*)?")
+
+
+def _integer_spelling(text: str) -> str:
+    """The digits of an integral string without sign noise, leading zeros or ".0": "-01.0" -> "-1".
+
+    Done on the string, not through float() or int(): float rounds past 2**53 (two different
+    20-digit labels would merge) and int() refuses strings over 4300 digits.
+    """
+    negative = text.startswith("-")
+    digits = text.removeprefix("-").split(".")[0].lstrip("0") or "0"
+    return f"-{digits}" if negative and digits != "0" else digits
 
 
 def label_names_from(examples: list[TextExample]) -> list[str]:
     keys = {label_key(e.label, e.where) for e in examples}
     if len(keys) < 2:
         raise UserError(
-            f"{examples[0].where.split(':')[0]}: classification needs at least 2 labels, found {keys}"
+            f"{examples[0].where.split(':')[0]}: classification needs at least 2 labels, found {brief(keys)}"
         )
     if all(_is_int(k) for k in keys):
-        return sorted(keys, key=int)
+        return sorted(keys, key=Decimal)  # not int: it refuses over 4300 digits, Decimal does not
     return sorted(keys)
 
 
@@ -92,22 +110,29 @@ def label_ids(examples: list[TextExample], names: list[str]) -> list[int]:
     for e in examples:
         key = label_key(e.label, e.where)
         if key not in index:
-            raise UserError(f"{e.where}: label '{key}' never appears in the training data (labels: {names})")
+            known = brief(names, 200)
+            raise UserError(
+                f"{e.where}: label {brief(key)} never appears in the training data (labels: {known})"
+            )
         ids.append(index[key])
     return ids
 
 
 def regression_targets(examples: list[TextExample]) -> list[float]:
-    targets = []
-    for e in examples:
-        try:
-            value = float(e.label)
-        except (TypeError, ValueError):
-            raise UserError(f"{e.where}: regression target {e.label!r} is not a number") from None
-        if not math.isfinite(value):
-            raise UserError(f"{e.where}: regression target {e.label!r} is not finite")
-        targets.append(value)
-    return targets
+    return [_target(e.label, e.where) for e in examples]
+
+
+def _target(raw: Any, where: str) -> float:
+    """A finite float from a number or a numeric string."""
+    if isinstance(raw, bool):  # float(True) is 1.0, but a boolean is a class label, not a measurement
+        raise UserError(f"{where}: regression target {raw!r} is not a number")
+    try:
+        value = float(raw)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond the float range
+        raise UserError(f"{where}: regression target {brief(raw)} is not a number") from None
+    if not math.isfinite(value):
+        raise UserError(f"{where}: regression target {brief(raw)} is not finite")
+    return value
 
 
 def tokenize(tokenizer: Any, examples: list[TextExample], max_length: int | None) -> Encoded:

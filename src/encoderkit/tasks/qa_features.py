@@ -10,7 +10,7 @@ window's offsets, separate so it can be tested on hand-built offset maps.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,6 +109,40 @@ def answer_span(example: QAExample) -> tuple[int, int] | None:
         return None
     start += len(text) - len(text.lstrip())
     return start, start + len(stripped)
+
+
+def covered_span(span: tuple[int, int], tokens: list[tuple[int, int]]) -> tuple[int, int] | None:
+    """`span` trimmed to the characters covered by the tokens it overlaps; None when it overlaps none.
+
+    The whitespace trim of `answer_span`, generalised to every character no token holds: the
+    normalizer drops zero-width spaces, soft hyphens and direction marks (U+200B, U+00AD, U+200E).
+    Untrimmed, an answer starting with one, at the start of a window, reads as crossing the
+    window's edge and is labelled "no answer" even in the only window there is.
+    """
+    start, end = span
+    overlapping = [(s, e) for s, e in tokens if s < end and e > start]
+    if not overlapping:
+        return None
+    return max(start, min(s for s, _ in overlapping)), min(end, max(e for _, e in overlapping))
+
+
+def labelled_spans(
+    examples: list[QAExample], example_index: list[int], window_offsets: list[Offsets]
+) -> dict[int, tuple[int, int]]:
+    """Per example index (as in `example_index`): the answer span that `label_window` is given.
+
+    Windows cover the whole context, so together they hold every token of their example.
+    """
+    tokens: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for owner, offsets in zip(example_index, window_offsets, strict=True):
+        tokens[owner].extend(span for span in offsets if span is not None)
+    spans = {}
+    for owner, owned in tokens.items():
+        span = answer_span(examples[owner])
+        covered = covered_span(span, owned) if span else None
+        if covered:
+            spans[owner] = covered
+    return spans
 
 
 _ROW_FIELDS = (
@@ -249,19 +283,25 @@ def _collect_rows(
 ) -> None:
     """Append the windows of one BatchEncoding to `rows` (example indices shifted by `base`)."""
     context_id = 1 if tokenizer.padding_side == "right" else 0
-    for i, input_ids in enumerate(encoding["input_ids"]):
-        example = examples[encoding["overflow_to_sample_mapping"][i]]
+    owners = list(encoding["overflow_to_sample_mapping"])
+    window_offsets = [
+        context_offsets(
+            encoding["offset_mapping"][i], encoding.sequence_ids(i), context_id, examples[owner].context
+        )
+        for i, owner in enumerate(owners)
+    ]
+    spans = labelled_spans(examples, owners, window_offsets) if with_labels else {}
+    for i, (input_ids, offsets) in enumerate(zip(encoding["input_ids"], window_offsets, strict=True)):
         sequence_ids = encoding.sequence_ids(i)
-        offsets = context_offsets(encoding["offset_mapping"][i], sequence_ids, context_id, example.context)
         cls = _cls_position(input_ids, sequence_ids, encoding["attention_mask"][i], tokenizer.cls_token_id)
         rows["input_ids"].append(input_ids)
         rows["attention_mask"].append(encoding["attention_mask"][i])
         rows["token_type_ids"].append(encoding["token_type_ids"][i] if "token_type_ids" in encoding else None)
-        rows["example_index"].append(base + encoding["overflow_to_sample_mapping"][i])
+        rows["example_index"].append(base + owners[i])
         rows["context_offsets"].append(offsets)
         rows["cls_index"].append(cls)
         if with_labels:
-            span = answer_span(example)
+            span = spans.get(owners[i])
             start, end = label_window(offsets, *span, cls) if span else (cls, cls)
             rows["start_positions"].append(start)
             rows["end_positions"].append(end)
@@ -306,10 +346,11 @@ def feature_stats(examples: list[QAExample], features: QAFeatures) -> FeatureSta
     labels can be checked too.
     """
     windows = Counter(features.example_index)
+    spans = labelled_spans(examples, features.example_index, features.context_offsets)
     answered: set[int] = set()
     no_answer = 0
     for f, ex_i in enumerate(features.example_index):
-        span = answer_span(examples[ex_i])
+        span = spans.get(ex_i)
         cls = features.cls_index[f]
         start, _ = label_window(features.context_offsets[f], *span, cls) if span else (cls, cls)
         if start == cls:

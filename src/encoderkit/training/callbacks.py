@@ -16,6 +16,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from encoderkit.training.run_folder import write_atomic
 from encoderkit.training.state import LoopState, Plan
 
 
@@ -26,6 +27,7 @@ class Callback:
     def on_step_end(self, state: LoopState, loss: float, lr: float) -> None: ...
     def on_epoch_end(self, state: LoopState) -> None: ...
     def on_train_end(self, state: LoopState) -> None: ...
+    def on_interrupt(self, state: LoopState) -> None: ...  # a signal stops the run after this step
 
 
 class RunLog:
@@ -44,7 +46,8 @@ class RunLog:
         """Drop entries written after the checkpoint being resumed from."""
         if self.path.exists():
             kept = self.path.read_text(encoding="utf-8").splitlines()[:lines]
-            self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+            # Atomic: a crash while cutting must not lose the lines a checkpoint still counts on.
+            write_atomic(self.path, "".join(line + "\n" for line in kept))
 
 
 def epoch_of(state: LoopState, plan: Plan) -> float:
@@ -56,14 +59,15 @@ class LossLogger(Callback):
 
     def __init__(self, log: RunLog, plan: Plan) -> None:
         self.log, self.plan = log, plan
-        self.losses: list[float] = []
         self.mark = (0, 0.0)  # (examples_seen, train_time_s) at the last entry
 
     def on_train_begin(self, state: LoopState) -> None:
         self.mark = (state.examples_seen, state.train_time_s)
 
     def on_step_end(self, state: LoopState, loss: float, lr: float) -> None:
-        self.losses.append(loss)
+        # Summed in LoopState, not here: a run resumed between two entries must log the same mean.
+        state.loss_sum += loss
+        state.loss_count += 1
         if state.global_step % self.plan.logging_steps and state.global_step != self.plan.total_steps:
             return
         examples, seconds = state.examples_seen - self.mark[0], state.train_time_s - self.mark[1]
@@ -71,12 +75,12 @@ class LossLogger(Callback):
             {
                 "step": state.global_step,
                 "epoch": epoch_of(state, self.plan),
-                "loss": sum(self.losses) / len(self.losses),
+                "loss": state.loss_sum / state.loss_count,
                 "lr": lr,
                 "examples_per_s": round(examples / seconds, 2) if seconds > 0 else None,
             }
         )
-        self.losses = []
+        state.loss_sum, state.loss_count = 0.0, 0
         self.mark = (state.examples_seen, state.train_time_s)
 
 
@@ -104,6 +108,9 @@ class ProgressBar(Callback):
         if self.bar is not None:
             self.bar.close()
 
+    def on_interrupt(self, state: LoopState) -> None:
+        self.on_train_end(state)
+
 
 class Evaluator(Callback):
     """Evaluate on schedule, track the best checkpoint by one metric, stop early on patience."""
@@ -118,9 +125,16 @@ class Evaluator(Callback):
         greater_is_better: bool = True,
         patience: int | None = None,
         echo: Callable[[str], None] = print,
+        at_start: bool = False,
     ) -> None:
         self.evaluate, self.save_best, self.log, self.plan = evaluate, save_best, log, plan
         self.metric, self.greater, self.patience, self.echo = metric, greater_is_better, patience, echo
+        self.at_start = at_start
+
+    def on_train_begin(self, state: LoopState) -> None:
+        # Step 0: the untrained head, the start of every eval curve. Logged, never "best".
+        if self.at_start and state.global_step == 0 and state.last_eval_step < 0:
+            self._run(state, select=False)
 
     def on_step_end(self, state: LoopState, loss: float, lr: float) -> None:
         if self.plan.eval_steps and state.global_step % self.plan.eval_steps == 0:
@@ -135,7 +149,7 @@ class Evaluator(Callback):
         if state.last_eval_step != state.global_step:
             self._run(state)
 
-    def _run(self, state: LoopState) -> None:
+    def _run(self, state: LoopState, select: bool = True) -> None:
         started = time.perf_counter()
         metrics = self.evaluate()
         seconds = time.perf_counter() - started
@@ -149,6 +163,8 @@ class Evaluator(Callback):
             raise KeyError(f"metric '{self.metric}' not among the eval metrics {sorted(metrics)}")
         shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
         self.echo(f"step {state.global_step} eval: {shown}")
+        if not select:
+            return
         if self._improves(value, state.best_metric):
             state.best_metric, state.best_step = value, state.global_step
             state.evals_without_improvement = 0
@@ -166,7 +182,11 @@ class Evaluator(Callback):
 
 
 class Checkpointer(Callback):
-    """Resumable checkpoints every `save_steps` and at each epoch end (never twice for one step)."""
+    """Resumable checkpoints every `save_steps`, at each epoch end, and when a signal stops the run.
+
+    Never twice for one step: rewriting a published checkpoint would leave a moment without it.
+    (A checkpoint saved just before an epoch end resumes into that epoch end, which is replayed.)
+    """
 
     def __init__(self, save: Callable[[int], None], plan: Plan) -> None:
         self.save, self.plan = save, plan
@@ -180,11 +200,14 @@ class Checkpointer(Callback):
             self._save(state)
 
     def on_epoch_end(self, state: LoopState) -> None:
-        self._save(state, force=True)
+        self._save(state)
 
-    def _save(self, state: LoopState, force: bool = False) -> None:
-        if state.global_step >= self.plan.total_steps or state.should_stop:
+    def on_interrupt(self, state: LoopState) -> None:
+        self._save(state, final_too=True)
+
+    def _save(self, state: LoopState, final_too: bool = False) -> None:
+        if not final_too and (state.global_step >= self.plan.total_steps or state.should_stop):
             return  # training ends here; the final model is saved by the caller
-        if force or self.last_saved != state.global_step:
+        if self.last_saved != state.global_step:
             self.save(state.global_step)
             self.last_saved = state.global_step

@@ -5,12 +5,13 @@ full state (model, optimizer, scheduler, RNG, LoopState). Gradient accumulation 
 hand: each optimizer step takes `grad_accum` micro-batches and weights each micro-batch loss by
 its share of the step's examples, so a step means the same whatever the micro-batch size.
 Side effects (logs, progress bar, evaluation, checkpoints, early stopping) are callbacks.
+A nan/inf loss stops the run before the weights change; SIGINT/SIGTERM stop it at a step boundary
+with a checkpoint (signals.py); faults.py holds the hooks the reliability tests use.
 """
 
 from __future__ import annotations
 
-import os
-import signal
+import math
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -19,13 +20,19 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
+from encoderkit.training import faults
 from encoderkit.training.batching import Encoded, collate, length_grouped_batches
 from encoderkit.training.callbacks import Callback
+from encoderkit.training.signals import Interrupted, stop_between_steps
 from encoderkit.training.state import LoopState, Plan
 
-# Fault injection for the resume tests: the process kills itself (as `kill -9` would) right after
-# this optimizer step and its callbacks. Never set in normal use.
-KILL_AT_STEP_ENV = "ENCODERKIT_KILL_AT_STEP"
+
+class Diverged(Exception):
+    """The loss or the gradient norm of an optimizer step is nan or inf."""
+
+    def __init__(self, step: int, what: str, value: float) -> None:
+        super().__init__(f"training {what} is {value} at step {step}")
+        self.step = step
 
 
 def fit(
@@ -46,46 +53,56 @@ def fit(
     pad_id: int,
     pad_left: bool,
 ) -> LoopState:
-    """Train until `plan.total_steps` or a callback sets `state.should_stop`; return the state."""
+    """Train until `plan.total_steps` or a callback sets `state.should_stop`; return the state.
+
+    Raises:
+        Diverged: a nan/inf loss or gradient norm, found before it reached the weights.
+        Interrupted: SIGINT/SIGTERM; the step in progress was finished and a checkpoint saved.
+    """
     micro_size = batch_size // grad_accum
     multiple_of = 8 if accelerator.device.type == "cuda" else 1
-    kill_at = int(os.environ.get(KILL_AT_STEP_ENV, "0"))
     for cb in callbacks:
         cb.on_train_begin(state)
     model.train()
-    while state.global_step < plan.total_steps and not state.should_stop:
-        batches = length_grouped_batches(data.lengths, micro_size, seed, state.epoch, group_by_length)
-        # Resume mid-epoch: the order is recomputed from (seed, epoch); skip what was done.
-        for first in range(state.batch_in_epoch, len(batches), grad_accum):
-            group = batches[first : first + grad_accum]
-            started = time.perf_counter()
-            loss = _optimizer_step(
-                accelerator,
-                model,
-                optimizer,
-                scheduler,
-                data,
-                group,
-                max_grad_norm,
-                pad_id,
-                pad_left,
-                multiple_of,
-            )
-            state.train_time_s += time.perf_counter() - started
-            state.global_step += 1
-            state.batch_in_epoch = first + len(group)
-            state.examples_seen += sum(len(b) for b in group)
-            for cb in callbacks:
-                cb.on_step_end(state, loss, scheduler.get_last_lr()[0])
-            if state.global_step == kill_at:
-                os.kill(os.getpid(), signal.SIGKILL)
-            if state.global_step >= plan.total_steps or state.should_stop:
-                break
-        else:  # the epoch ran to its end
-            state.epoch += 1
-            state.batch_in_epoch = 0
-            for cb in callbacks:
-                cb.on_epoch_end(state)
+    with stop_between_steps() as stop:
+        while state.global_step < plan.total_steps and not state.should_stop and not stop.requested:
+            batches = length_grouped_batches(data.lengths, micro_size, seed, state.epoch, group_by_length)
+            # Resume mid-epoch: the order is recomputed from (seed, epoch); skip what was done.
+            for first in range(state.batch_in_epoch, len(batches), grad_accum):
+                group = batches[first : first + grad_accum]
+                started = time.perf_counter()
+                loss = _optimizer_step(
+                    accelerator,
+                    model,
+                    optimizer,
+                    scheduler,
+                    data,
+                    group,
+                    max_grad_norm,
+                    pad_id,
+                    pad_left,
+                    multiple_of,
+                    step=state.global_step + 1,
+                )
+                state.train_time_s += time.perf_counter() - started
+                state.global_step += 1
+                state.batch_in_epoch = first + len(group)
+                state.examples_seen += sum(len(b) for b in group)
+                for cb in callbacks:
+                    cb.on_step_end(state, loss, scheduler.get_last_lr()[0])
+                faults.kill_point("step", state.global_step)
+                faults.pause_at(state.global_step, lambda: stop.requested)
+                if state.global_step >= plan.total_steps or state.should_stop or stop.requested:
+                    break
+            else:  # the epoch ran to its end
+                state.epoch += 1
+                state.batch_in_epoch = 0
+                for cb in callbacks:
+                    cb.on_epoch_end(state)
+    if stop.signum is not None:
+        for cb in callbacks:
+            cb.on_interrupt(state)  # the checkpointer saves this step
+        raise Interrupted(stop.signum, state.global_step)
     for cb in callbacks:
         cb.on_train_end(state)
     return state
@@ -102,6 +119,7 @@ def _optimizer_step(
     pad_id: int,
     pad_left: bool,
     multiple_of: int,
+    step: int,
 ) -> float:
     """Forward/backward over the micro-batches of one step, then clip, step and zero. Returns the loss."""
     total = sum(len(b) for b in group)
@@ -113,11 +131,23 @@ def _optimizer_step(
         sync = accelerator.no_sync(model) if i < len(group) - 1 else nullcontext()
         with sync:
             loss = model(**batch).loss * (len(indices) / total)
+            if faults.nan_loss_at(step):
+                loss = loss * math.nan
             accelerator.backward(loss)
         step_loss += loss.detach().float().item()
-    if max_grad_norm > 0:
-        accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+    norm = accelerator.clip_grad_norm_(model.parameters(), max_grad_norm) if max_grad_norm > 0 else None
+    # fp16: an overflowing gradient is routine (the grad scaler skips that step), so only the loss counts.
+    grad_norm = float(norm) if norm is not None and accelerator.scaler is None else None
+    # Checked before the update, so no checkpoint ever holds weights that a nan/inf step produced.
+    _check_finite(step, step_loss, grad_norm)
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return step_loss
+
+
+def _check_finite(step: int, loss: float, grad_norm: float | None) -> None:
+    if not math.isfinite(loss):
+        raise Diverged(step, "loss", loss)
+    if grad_norm is not None and not math.isfinite(grad_norm):
+        raise Diverged(step, "gradient norm", grad_norm)

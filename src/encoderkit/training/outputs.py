@@ -24,6 +24,8 @@ def save_model(model: Any, tokenizer: Any, model_dir: Path, metadata: dict[str, 
     tmp = model_dir.with_name(f".{model_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
+    if hasattr(model, "peft_config"):  # an unmerged adapter: keep the task config (labels) beside it
+        model.get_base_model().config.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
     (tmp / "README.md").write_text(card, encoding="utf-8")
@@ -80,15 +82,5 @@ def write_run_report(
 
 
 def training_warnings(log: list[dict[str, Any]]) -> list[str]:
-    """Say so when the loss did not fall: the most common silent failure of a fine-tuning run."""
-    losses = [e["loss"] for e in log if "loss" in e]
-    if len(losses) < 4:
-        return []
-    head, tail = losses[: max(1, len(losses) // 10)], losses[-max(1, len(losses) // 10) :]
-    start, end = sum(head) / len(head), sum(tail) / len(tail)
-    if end > 0.9 * start:
-        return [
-            f"training loss barely moved ({start:.4f} -> {end:.4f}): the model may not be learning; "
-            "check the learning rate, the labels and the number of steps"
-        ]
-    return []
+    """Warnings the run wrote to its log (see training/watch.py), in order, without repeats."""
+    return list(dict.fromkeys(e["warning"] for e in log if "warning" in e))

@@ -25,6 +25,8 @@ class LoopState:
     evals_without_improvement: int = 0
     last_eval_step: int = -1
     log_lines: int = 0  # lines of log.jsonl written so far (resume cuts the file back to this)
+    loss_sum: float = 0.0  # step losses since the last log entry (their mean is logged next)
+    loss_count: int = 0
     should_stop: bool = False
 
     def state_dict(self) -> dict[str, Any]:

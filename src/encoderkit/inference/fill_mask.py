@@ -1,0 +1,131 @@
+"""Fill-mask with a masked-LM checkpoint: the top-k tokens and probabilities for each mask token.
+
+For quick checks of pretrained or further-pretrained encoders (`encoderkit fill-mask`, the
+server). A checkpoint without masked-LM head weights (a sentence-embedding model such as the
+bundled MiniLM) is refused: its head would be random and every answer noise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import AutoModelForMaskedLM
+
+from encoderkit.errors import UserError
+from encoderkit.inference.rows import text_field
+from encoderkit.modeling import load_config, load_tokenizer, model_max_length, resolve_model
+from encoderkit.training.batching import Encoded, collate, sorted_batches
+
+DEFAULT_TOP_K = 5
+MAX_TOP_K = 100
+# Small forward batches: the logits are [batch, length, vocab] floats (~120 MB at 8 x 128 x 30k).
+BATCH_SIZE = 8
+
+
+def load_masked_lm(name: str, device: torch.device) -> tuple[Any, Any, dict[str, Any]]:
+    """(model, tokenizer, metadata) of a masked-LM checkpoint: `minilm`, a folder or a Hub id.
+
+    Raises:
+        UserError: the model cannot be found, or its checkpoint has no masked-LM head weights.
+    """
+    config = load_config(name)
+    tokenizer = load_tokenizer(name)
+    if tokenizer.mask_token is None:
+        raise UserError(f"model '{name}': its tokenizer has no mask token, so it cannot fill masks")
+    try:
+        model, info = AutoModelForMaskedLM.from_pretrained(
+            resolve_model(name), config=config, output_loading_info=True
+        )
+    except (OSError, ValueError) as exc:
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise UserError(f"model '{name}': cannot load it as a masked LM ({first})") from None
+    prefix = f"{model.base_model_prefix}."
+    head_missing = sorted(k for k in info["missing_keys"] if not k.startswith(prefix))
+    if head_missing:
+        raise UserError(
+            f"model '{name}': the checkpoint has no masked-LM head weights (missing {head_missing[0]}, ...); "
+            "fill-mask needs a model pretrained with its MLM head saved (e.g. bert-base-uncased)"
+        )
+    meta = {
+        "task": "fill-mask",
+        "base_model": name,
+        "max_length": model_max_length(config, tokenizer),
+        "label_names": None,
+        "mask_token": tokenizer.mask_token,
+    }
+    return model.to(device).eval(), tokenizer, meta
+
+
+def read_top_k(row: dict[str, Any], where: str) -> int:
+    value = row.get("top_k", DEFAULT_TOP_K)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TOP_K:
+        raise UserError(f"{where}.top_k: expected an integer from 1 to {MAX_TOP_K}, got {value!r}")
+    return value
+
+
+def check_rows(rows: list[dict[str, Any]], mask_token: str) -> list[str]:
+    """The texts, each holding `mask_token`, after checking `top_k`; no tokenizer involved."""
+    texts = []
+    for i, row in enumerate(rows):
+        read_top_k(row, f"inputs[{i}]")
+        text = str(text_field(row, "text", f"inputs[{i}]"))
+        if mask_token not in text:
+            raise UserError(f"inputs[{i}].text: no mask token {mask_token} in the text")
+        texts.append(text)
+    return texts
+
+
+def encode_masked(tokenizer: Any, rows: list[dict[str, Any]], max_length: int) -> Encoded:
+    """Token ids of each row's text; every text must hold the mask token and fit the model.
+
+    Texts are never truncated: cutting a text could cut its mask and answer a different question.
+    """
+    texts = check_rows(rows, tokenizer.mask_token)
+    enc = tokenizer(texts, truncation=False, return_attention_mask=False)
+    for i, ids in enumerate(enc["input_ids"]):
+        if len(ids) > max_length:
+            raise UserError(f"inputs[{i}].text: {len(ids)} tokens, longer than the model's {max_length}")
+    return Encoded(enc["input_ids"], enc.get("token_type_ids"))
+
+
+@torch.inference_mode()
+def mask_probabilities(model: Any, encoded: Encoded, mask_id: int, pad_id: int, device: torch.device) -> list:
+    """Per input, one [vocab] probability tensor per mask token (in text order), on the CPU."""
+    found: list[list[torch.Tensor]] = [[] for _ in range(len(encoded))]
+    for indices in sorted_batches(encoded.lengths, BATCH_SIZE):
+        batch = collate(encoded, indices, pad_id)  # right padding: token k of a row is column k
+        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits  # [B, L, V]
+        rows, cols = (batch["input_ids"] == mask_id).nonzero(as_tuple=True)
+        probs = torch.softmax(logits[rows.to(device), cols.to(device)].float(), dim=-1).cpu()  # [M, V]
+        for r, p in zip(rows.tolist(), probs, strict=True):
+            found[indices[r]].append(p)
+    return found
+
+
+def candidates(tokenizer: Any, text: str, mask: int, probs: torch.Tensor, top_k: int) -> list[dict[str, Any]]:
+    """The `top_k` tokens for mask number `mask` of `text`, best first, each with the text where
+    only that mask is filled (`sequence`)."""
+    parts = text.split(tokenizer.mask_token)
+    before = tokenizer.mask_token.join(parts[: mask + 1])
+    after = tokenizer.mask_token.join(parts[mask + 1 :])
+    scores, ids = probs.topk(min(top_k, probs.shape[0]))
+    out = []
+    for score, token_id in zip(scores.tolist(), ids.tolist(), strict=True):
+        token = tokenizer.decode([token_id]).strip()
+        filled = before + token + after
+        out.append({"token": token, "token_id": token_id, "score": round(score, 6), "sequence": filled})
+    return out
+
+
+def fill_masks(
+    model: Any, tokenizer: Any, rows: list[dict[str, Any]], max_length: int, device: torch.device
+) -> list[dict[str, Any]]:
+    """One dict per row: `masks`, a candidate list per mask token of its text (text order)."""
+    encoded = encode_masked(tokenizer, rows, max_length)
+    top_ks = [read_top_k(row, f"inputs[{i}]") for i, row in enumerate(rows)]
+    per_row = mask_probabilities(model, encoded, tokenizer.mask_token_id, tokenizer.pad_token_id, device)
+    return [
+        {"masks": [candidates(tokenizer, str(row["text"]), m, p, k) for m, p in enumerate(probs)]}
+        for row, probs, k in zip(rows, per_row, top_ks, strict=True)
+    ]

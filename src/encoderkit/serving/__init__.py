@@ -1,0 +1,1 @@
+"""encoderkit.serving: the HTTP server (`encoderkit serve`) around one Predictor."""

@@ -1,0 +1,66 @@
+"""Callbacks whose state must survive a resume: checkpoint cadence and the logged loss window."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from encoderkit.training.callbacks import Checkpointer, LossLogger, RunLog
+from encoderkit.training.loop import Diverged, _check_finite
+from encoderkit.training.state import LoopState, make_plan
+
+# 40 examples, batch 8: 5 steps an epoch, 10 in all.
+PLAN = make_plan(40, 8, 1, 2, None, 2, None, 2)
+
+
+def test_checkpoints_every_save_steps_and_epoch_end_never_twice_for_one_step() -> None:
+    saved: list[int] = []
+    checkpointer, state = Checkpointer(saved.append, PLAN), LoopState()
+    checkpointer.on_train_begin(state)
+    for step in range(1, PLAN.total_steps + 1):
+        state.global_step = step
+        checkpointer.on_step_end(state, 0.5, 1e-3)
+        if step % PLAN.steps_per_epoch == 0:
+            checkpointer.on_epoch_end(state)
+    # 10 is the end: the final model is saved instead.
+    assert saved == [2, 4, 5, 6, 8]
+
+
+def test_a_signal_checkpoints_even_the_last_step_but_not_a_saved_one_again() -> None:
+    saved: list[int] = []
+    checkpointer, state = Checkpointer(saved.append, PLAN), LoopState(global_step=4)
+    checkpointer.on_train_begin(state)  # resumed from step 4
+    checkpointer.on_interrupt(state)
+    state.global_step = PLAN.total_steps
+    checkpointer.on_interrupt(state)
+    assert saved == [PLAN.total_steps]
+
+
+def test_the_loss_window_between_log_entries_survives_a_resume(tmp_path: Path) -> None:
+    losses = [0.9, 0.7, 0.6, 0.4]
+
+    def log_steps(state: LoopState, steps: range) -> None:
+        logger = LossLogger(RunLog(tmp_path / "log.jsonl", state), PLAN)
+        logger.on_train_begin(state)
+        for step in steps:
+            state.global_step = step
+            logger.on_step_end(state, losses[step - 1], 1e-3)
+
+    state = LoopState()
+    log_steps(state, range(1, 4))  # logs step 2; step 3 is pending when the run stops
+    resumed = LoopState()
+    resumed.load_state_dict(json.loads(json.dumps(state.state_dict())))  # as a checkpoint keeps it
+    log_steps(resumed, range(4, 5))
+    entries = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [(e["step"], e["loss"]) for e in entries] == [(2, (0.9 + 0.7) / 2), (4, (0.6 + 0.4) / 2)]
+
+
+def test_a_non_finite_loss_or_gradient_norm_stops_with_its_step() -> None:
+    _check_finite(3, 0.5, 1.0)
+    _check_finite(3, 0.5, None)
+    with pytest.raises(Diverged, match=r"^training loss is nan at step 3$"):
+        _check_finite(3, float("nan"), 1.0)
+    with pytest.raises(Diverged, match=r"^training gradient norm is inf at step 4$"):
+        _check_finite(4, 0.5, float("inf"))
