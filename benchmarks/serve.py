@@ -63,16 +63,18 @@ TABLE_HEAD = [
     "| encoderkit / baseline | target | load |",
     "|---|---|---|---|---|---:|---:|---:|---:|---|---|",
 ]
-NOTE = """Written by `benchmarks/serve.py`. One QA request = one question over a context of 300 tokens
-(one 384-token window). Baseline: a plain FastAPI endpoint on the same uvicorn stack doing tokenize +
-one forward + argmax of start/end logits, requests in FastAPI's thread pool without batching.
+NOTE = """Written by `benchmarks/serve.py`. One QA request = one question over a context of 300 tokens (one
+384-token window). Baseline: a plain FastAPI endpoint on the same uvicorn stack doing tokenize + one
+forward + argmax of start/end logits, requests in FastAPI's thread pool without batching.
 encoderkit: `encoderkit serve` with its defaults (micro-batching, windows, n-best decoding, full
 JSON answer). Latency: p50 / p95 ms of one request at a time, over HTTP and, for reference, in
-process without HTTP. Throughput: answered requests per second with N clients sending back to back
-(mean model batch in brackets). Ratio: encoderkit / baseline (latency: lower is better;
-throughput: higher is better). Load: the machine's 1-minute load average before -> after the
-measurement; the benchmark itself adds 1-2, so a larger figure means other work shared the CPU and
-the row is noise. Compare figures only within a row."""
+process without HTTP. Throughput: answered requests per second with N clients sending back to back,
+and the server's CPU time per answered request (all its threads; on a shared machine the scheduler
+gives the baseline's many threads a larger share of the CPU, so CPU-ms per request is the fairer
+efficiency figure there); encoderkit's mean model batch in brackets. Ratio: encoderkit / baseline
+(latency: lower is better; throughput: higher is better). Load: the machine's 1-minute load average
+before -> after the measurement; the benchmark itself adds 1-2, so a larger figure means other work
+shared the CPU and the row is noise. Compare figures only within a row."""
 INTRO = "# Benchmark results\n"
 WORDS = """the council met on tuesday to discuss a plan for the new library which would open after
 two years of work by local builders and volunteers who raised money through concerts markets and a
@@ -214,8 +216,8 @@ def start(cmd: list[str]) -> tuple[subprocess.Popen[str], str]:
 class Target:
     """One server to load: where to send what, and how to read its batching counters."""
 
-    def __init__(self, name: str, url: str, path: str, body: dict[str, Any]) -> None:
-        self.name, self.url, self.path, self.body = name, url, path, body
+    def __init__(self, name: str, url: str, path: str, body: dict[str, Any], pid: int) -> None:
+        self.name, self.url, self.path, self.body, self.pid = name, url, path, body, pid
 
     def send(self, client: httpx.Client) -> float:
         """One request; its latency in ms."""
@@ -230,6 +232,18 @@ class Target:
             return 0, 0
         stats = httpx.get(self.url + "/v1/info").json()["batching"]
         return stats["inputs"], stats["batches"]
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used so far (user + system, all threads; Linux only).
+
+        On a shared machine the scheduler gives a process with 32 busy threads a larger share than
+        one with 2, so requests per CPU-second is the fairer efficiency figure there.
+        """
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def latency(targets: list[Target], n: int) -> dict[str, list[float]]:
@@ -267,15 +281,18 @@ def load(target: Target, clients: int, duration: float) -> dict[str, Any]:
         t.start()
     time.sleep(0.2)  # let the warm-up requests finish before the counters are read
     inputs0, batches0 = target.batches()
+    cpu0 = target.cpu_seconds()
     t0 = time.perf_counter()
     deadline = t0 + duration  # read by the clients once the barrier opens
     barrier.wait()
     for t in threads:
         t.join()
+    cpu1 = target.cpu_seconds()
     inputs1, batches1 = target.batches()
     latencies = [x for per in times for x in per]
     return {
         "latencies": latencies,
+        "cpu_s": cpu1 - cpu0,
         "seconds": max(done) - t0,
         "inputs": inputs1 - inputs0,
         "batches": batches1 - batches0,
@@ -295,6 +312,9 @@ def throughput(targets: list[Target], clients: int, duration: float, rounds: int
         out[f"{name}_rps"] = round(len(latencies) / sum(part["seconds"] for part in parts), 2)
         out[f"{name}_p50_ms"] = round(statistics.median(latencies), 1)
         out[f"{name}_requests"] = len(latencies)
+        out[f"{name}_cpu_ms_per_request"] = round(
+            1000 * sum(part["cpu_s"] for part in parts) / len(latencies), 1
+        )
         out[f"{name}_mean_batch"] = (
             round(sum(part["inputs"] for part in parts) / batches, 2) if batches else None
         )
@@ -339,13 +359,21 @@ def table_row(line: dict[str, Any]) -> str:
         target = "p50 <= 1.2x" if line["measure"] == "latency" else "(reference)"
         ratio = f"{line['ratio']:.2f}x (p50)"
     else:
-        baseline = f"{line['baseline_rps']:.1f} req/s"
-        ours = f"{line['encoderkit_rps']:.1f} req/s (batch {line['encoderkit_mean_batch'] or 0:.1f})"
+        baseline, ours = (
+            f"{line[f'{side}_rps']:.1f} req/s{_cpu(line, side)}" for side in ("baseline", "encoderkit")
+        )
+        ours += f" (batch {line['encoderkit_mean_batch'] or 0:.1f})"
         target = ">= 3x" if line["clients"] == 32 else ""
         ratio = f"{line['ratio']:.2f}x"
     cells = [line["date"], line["commit"], line["device"], line["model"], line["measure"], line["clients"],
              baseline, ours, ratio, target, line.get("load", "")]  # fmt: skip
     return "| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |"
+
+
+def _cpu(line: dict[str, Any], side: str) -> str:
+    """ ", N CPU-ms/req" when the line has it (lines from before it was measured do not)."""
+    value = line.get(f"{side}_cpu_ms_per_request")
+    return f", {value:.0f} CPU-ms/req" if value is not None else ""
 
 
 def measure(args: argparse.Namespace, model_dir: Path, context: str) -> list[dict[str, Any]]:
@@ -356,8 +384,8 @@ def measure(args: argparse.Namespace, model_dir: Path, context: str) -> list[dic
     )
     try:
         targets = [
-            Target("baseline", base_url, "/predict", body),
-            Target("encoderkit", ours_url, "/v1/predict", {"inputs": [body]}),
+            Target("baseline", base_url, "/predict", body, base_proc.pid),
+            Target("encoderkit", ours_url, "/v1/predict", {"inputs": [body]}, ours_proc.pid),
         ]
         base_answer = httpx.post(base_url + "/predict", json=body, timeout=60).json()["answer"]
         ours_answer = httpx.post(ours_url + "/v1/predict", json={"inputs": [body]}, timeout=60).json()

@@ -32,6 +32,7 @@ except ImportError:  # a bare checkout (e.g. on the accelerator machine): use th
     sys.path.insert(0, str(REPO / "src"))
     os.environ["PYTHONPATH"] = f"{REPO / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
 
+import yaml  # noqa: E402
 from common import append_table_rows, logger, run_context, work_folder  # noqa: E402
 
 from encoderkit.compare import compare, parse_strategies  # noqa: E402
@@ -88,7 +89,7 @@ def mrpc_files(args: argparse.Namespace, work: Path) -> tuple[str, str]:
 def squad_files(args: argparse.Namespace, work: Path) -> tuple[str, str]:
     from qa import write_split
 
-    source = Path(args.data_dir) / "squad_v1.1" / "dev-v1.1.json"
+    source = Path(args.data_dir) / "squad_v1.1" / "dev-v1.1.json.gz"
     train, dev = write_split(source, work / "squad-split", args.limit_train, args.limit_eval)
     return str(train), str(dev)
 
@@ -109,7 +110,8 @@ def table_row(line: dict[str, Any]) -> str:
     before = line.get(f"before_{line['metric']}")
     scale = 1 if line["task"] == "squad" else 100
     cells = [
-        line["date"], line["commit"][:7], line["device"], line["task"], line["subset"], line["strategy"],
+        line["date"], line["commit"][:7], line["device"], line["task"],
+        f"{line['subset']}, {line['epochs']:g} ep", line["strategy"],
         f"{line['trainable_params']:,} ({line['trainable_pct']:.2f}%)", f"{line['train_runtime_s']:.1f}",
         f"{line['peak_memory_mb']:.0f}", f"{line['train_samples_per_s']:.1f}",
         "" if before is None else f"{scale * before:.2f}", final_cell(line),
@@ -144,8 +146,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         metric = json.loads((result.folder / "comparison.json").read_text())["metric"]
+        resolved = yaml.safe_load((result.folder / result.rows[0]["strategy"] / "config.yaml").read_text())
         lines = [
-            {**context, "task": args.task, "subset": subset(args), "metric": metric, **row}
+            {
+                **context,
+                "task": args.task,
+                "subset": subset(args),
+                "epochs": resolved["epochs"],
+                "metric": metric,
+            }
+            | row
             for row in result.rows
         ]
         for line in lines:

@@ -138,7 +138,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from encoderkit.training.run import train
 
     result = train(config)
-    _print_result(result)
+    if result.main_process:  # under torchrun / accelerate launch, one process prints the summary
+        _print_result(result)
     return 0
 
 
@@ -276,10 +277,14 @@ def _read_json_object(path: str, what: str) -> dict[str, Any]:
 
 def _quiet_libraries() -> None:
     """Hide load reports and progress bars of the libraries; encoderkit prints its own summary."""
+    import warnings
+
     import transformers
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+    # PEFT calls a transformers method deprecated in 5.x; the warning is for PEFT, not for our users.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 
 def _version() -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from encoderkit.data.qa_types import QAExample
+from encoderkit.data.text_checks import check_text
 from encoderkit.errors import UserError
 from encoderkit.tasks.classification import TextExample
 
@@ -33,7 +34,8 @@ def text_field(row: dict[str, Any], key: str, where: str, required: bool = True)
         raise UserError(f"{where}.{key}: expected a string, got {type(value).__name__}")
     if not value.strip():
         raise UserError(f"{where}.{key}: empty")
-    return value
+    # The loaders' checks: a lone surrogate would crash the tokenizer, a huge text would stall it.
+    return check_text(value, f"{where}.{key}")
 
 
 def check_rows(rows: Any, task: str) -> list[dict[str, Any]]:

@@ -69,11 +69,16 @@ def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
 
 
 def collate(
-    data: Encoded, indices: Sequence[int], pad_id: int, pad_left: bool = False, multiple_of: int = 1
+    data: Encoded,
+    indices: Sequence[int],
+    pad_id: int,
+    pad_left: bool = False,
+    multiple_of: int = 1,
+    width: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Pad the selected features to the longest one (rounded up to `multiple_of`)."""
+    """Pad the selected features to the longest one, or to `width` if wider (rounded up to `multiple_of`)."""
     rows = [data.input_ids[i] for i in indices]
-    width = max(len(r) for r in rows)
+    width = max(width or 0, *(len(r) for r in rows))
     width = -(-width // multiple_of) * multiple_of
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(rows), width), dtype=torch.long)

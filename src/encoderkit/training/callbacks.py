@@ -33,13 +33,17 @@ class Callback:
 class RunLog:
     """Append-only `log.jsonl`; its line count is kept in LoopState so resume can cut it back."""
 
-    def __init__(self, path: Path, state: LoopState) -> None:
+    def __init__(self, path: Path, state: LoopState, write: bool = True) -> None:
         self.path = path
         self.state = state
+        # Off on the non-main processes of a distributed run (only the main process's LoopState
+        # goes into checkpoints; the others count lines too, to keep theirs alike).
+        self.enabled = write
 
     def write(self, entry: dict[str, Any]) -> None:
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(entry) + "\n")
+        if self.enabled:
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(entry) + "\n")
         self.state.log_lines += 1
 
     def truncate(self, lines: int) -> None:

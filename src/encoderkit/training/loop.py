@@ -4,6 +4,9 @@ Accelerate places tensors, runs autocast and the fp16 grad scaler, clips, and sa
 full state (model, optimizer, scheduler, RNG, LoopState). Gradient accumulation is done here by
 hand: each optimizer step takes `grad_accum` micro-batches and weights each micro-batch loss by
 its share of the step's examples, so a step means the same whatever the micro-batch size.
+Under DDP (torchrun / accelerate launch) `batch_size` stays the global batch: each process trains
+on its token-balanced share of the same global step (sharding.py), so the step, the schedule and
+the logged loss mean the same at any world size.
 Side effects (logs, progress bar, evaluation, checkpoints, early stopping) are callbacks.
 A nan/inf loss stops the run before the weights change; SIGINT/SIGTERM stop it at a step boundary
 with a checkpoint (signals.py); faults.py holds the hooks the reliability tests use.
@@ -12,6 +15,7 @@ with a checkpoint (signals.py); faults.py holds the hooks the reliability tests 
 from __future__ import annotations
 
 import math
+import signal
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -23,6 +27,7 @@ from accelerate import Accelerator
 from encoderkit.training import faults
 from encoderkit.training.batching import Encoded, collate, length_grouped_batches
 from encoderkit.training.callbacks import Callback
+from encoderkit.training.sharding import shard_step
 from encoderkit.training.signals import Interrupted, stop_between_steps
 from encoderkit.training.state import LoopState, Plan
 
@@ -60,29 +65,34 @@ def fit(
         Interrupted: SIGINT/SIGTERM; the step in progress was finished and a checkpoint saved.
     """
     micro_size = batch_size // grad_accum
+    world, rank = accelerator.num_processes, accelerator.process_index
     multiple_of = 8 if accelerator.device.type == "cuda" else 1
     for cb in callbacks:
         cb.on_train_begin(state)
     model.train()
     with stop_between_steps() as stop:
-        while state.global_step < plan.total_steps and not state.should_stop and not stop.requested:
+        interrupted = _anyone(accelerator, stop.requested)
+        while state.global_step < plan.total_steps and not state.should_stop and not interrupted:
             batches = length_grouped_batches(data.lengths, micro_size, seed, state.epoch, group_by_length)
             # Resume mid-epoch: the order is recomputed from (seed, epoch); skip what was done.
             for first in range(state.batch_in_epoch, len(batches), grad_accum):
                 group = batches[first : first + grad_accum]
                 started = time.perf_counter()
+                mine = shard_step(group, data.lengths, rank, world)
                 loss = _optimizer_step(
                     accelerator,
                     model,
                     optimizer,
                     scheduler,
                     data,
-                    group,
+                    mine,
+                    sum(len(b) for b in group),
                     max_grad_norm,
                     pad_id,
                     pad_left,
                     multiple_of,
                     step=state.global_step + 1,
+                    spare=group[0][0],
                 )
                 state.train_time_s += time.perf_counter() - started
                 state.global_step += 1
@@ -92,17 +102,20 @@ def fit(
                     cb.on_step_end(state, loss, scheduler.get_last_lr()[0])
                 faults.kill_point("step", state.global_step)
                 faults.pause_at(state.global_step, lambda: stop.requested)
-                if state.global_step >= plan.total_steps or state.should_stop or stop.requested:
+                interrupted = _anyone(accelerator, stop.requested)
+                if state.global_step >= plan.total_steps or state.should_stop or interrupted:
                     break
             else:  # the epoch ran to its end
                 state.epoch += 1
                 state.batch_in_epoch = 0
                 for cb in callbacks:
                     cb.on_epoch_end(state)
-    if stop.signum is not None:
+                interrupted = _anyone(accelerator, stop.requested)
+    if interrupted:
         for cb in callbacks:
             cb.on_interrupt(state)  # the checkpointer saves this step
-        raise Interrupted(stop.signum, state.global_step)
+        # A process the signal did not reach stops with the others, as if it had had SIGTERM.
+        raise Interrupted(stop.signum or signal.SIGTERM, state.global_step)
     for cb in callbacks:
         cb.on_train_end(state)
     return state
@@ -114,27 +127,38 @@ def _optimizer_step(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     data: Encoded,
-    group: list[list[int]],
+    group: list[tuple[list[int], int | None]],
+    total: int,
     max_grad_norm: float,
     pad_id: int,
     pad_left: bool,
     multiple_of: int,
     step: int,
+    spare: int,
 ) -> float:
-    """Forward/backward over the micro-batches of one step, then clip, step and zero. Returns the loss."""
-    total = sum(len(b) for b in group)
+    """Forward/backward over this process's micro-batches of one step, then clip, step and zero.
+
+    `total`: examples in the whole (global) step. Returns the step's loss over all processes.
+    """
+    world = accelerator.num_processes
+    # A process without an example in the last, uneven step still joins DDP's gradient all-reduce
+    # (or the others would wait forever): one real example with weight 0.
+    micro = [(indices, width, len(indices)) for indices, width in group] or [([spare], None, 0)]
     step_loss = 0.0
-    for i, indices in enumerate(group):
-        batch = collate(data, indices, pad_id, pad_left, multiple_of)
+    for i, (indices, width, weight) in enumerate(micro):
+        batch = collate(data, indices, pad_id, pad_left, multiple_of, width)
         batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
         # Only the last micro-batch synchronises gradients across processes.
-        sync = accelerator.no_sync(model) if i < len(group) - 1 else nullcontext()
+        sync = accelerator.no_sync(model) if i < len(micro) - 1 else nullcontext()
         with sync:
-            loss = model(**batch).loss * (len(indices) / total)
+            # x world: DDP averages the processes' gradients, the 1-process step sums them.
+            loss = model(**batch).loss * (weight * world / total)
             if faults.nan_loss_at(step):
                 loss = loss * math.nan
             accelerator.backward(loss)
-        step_loss += loss.detach().float().item()
+        step_loss += loss.detach().float().item() / world
+    if world > 1:  # every process logs, and checks for nan, the same global loss
+        step_loss = float(accelerator.reduce(torch.tensor(step_loss, device=accelerator.device), "sum"))
     norm = accelerator.clip_grad_norm_(model.parameters(), max_grad_norm) if max_grad_norm > 0 else None
     # fp16: an overflowing gradient is routine (the grad scaler skips that step), so only the loss counts.
     grad_norm = float(norm) if norm is not None and accelerator.scaler is None else None
@@ -144,6 +168,14 @@ def _optimizer_step(
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return step_loss
+
+
+def _anyone(accelerator: Accelerator, flag: bool) -> bool:
+    """Whether `flag` is set on any process: a signal may reach the processes at different steps,
+    and they must all stop after the same one (the checkpoint is saved together)."""
+    if accelerator.num_processes == 1:
+        return flag
+    return bool(accelerator.reduce(torch.tensor(int(flag), device=accelerator.device), "sum") > 0)
 
 
 def _check_finite(step: int, loss: float, grad_norm: float | None) -> None:

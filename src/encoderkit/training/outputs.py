@@ -7,10 +7,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from encoderkit import __version__
 from encoderkit.config import TrainConfig
 from encoderkit.reporting.model_card import ModelCardInputs, render_model_card
 from encoderkit.reporting.report import ReportInputs, write_report
 from encoderkit.tasks import Evaluation, PreparedData, Task
+from encoderkit.training.state import LoopState
 
 METADATA_FILE = "encoderkit.json"
 HYPERPARAMETERS = (
@@ -84,3 +88,46 @@ def write_run_report(
 def training_warnings(log: list[dict[str, Any]]) -> list[str]:
     """Warnings the run wrote to its log (see training/watch.py), in order, without repeats."""
     return list(dict.fromkeys(e["warning"] for e in log if "warning" in e))
+
+
+def final_metrics(
+    final: Evaluation | None, state: LoopState, trainable: int, total: int, wall_s: float
+) -> dict[str, Any]:
+    metrics: dict[str, Any] = dict(final.metrics) if final else {}
+    metrics.update(
+        {
+            "train_runtime_s": round(state.train_time_s, 3),
+            "train_samples_per_s": round(state.examples_seen / max(state.train_time_s, 1e-9), 3),
+            "trainable_params": trainable,
+            "total_params": total,
+            "best_step": state.best_step,
+            "steps": state.global_step,
+            "wall_time_s": round(wall_s, 3),
+            "peak_memory_mb": peak_memory_mb(),
+        }
+    )
+    return metrics
+
+
+def peak_memory_mb() -> float:
+    """Peak memory of this run: GPU memory allocated by torch, or the process's peak RSS on CPU."""
+    if torch.cuda.is_available():
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
+
+
+def model_metadata(config: TrainConfig, data: PreparedData, task: Task) -> dict[str, Any]:
+    """What a Predictor needs besides the HF files: task, columns, max_length, labels."""
+    return {
+        "encoderkit_version": __version__,
+        "task": task.name,
+        "base_model": config.model,
+        "columns": data.columns,
+        "max_length": data.max_length,
+        "label_names": data.label_names,
+        "strategy": config.strategy,
+        # An unmerged LoRA model/ holds only the adapter: the Predictor loads base_model under it.
+        "adapter": config.strategy == "lora" and not config.merge,
+    }

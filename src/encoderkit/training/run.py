@@ -1,6 +1,9 @@
 """`encoderkit.train(config)`: data -> model -> loop -> best model, metrics, report.
 
 Everything that can be wrong with the user's input is checked before the run folder is touched.
+Under `torchrun` / `accelerate launch` every process runs this; only the main one (rank 0) holds
+the lock and writes the run folder, log, best weights, model, report and metrics. Checkpoints are
+saved by all (each its RNG state), published by the main one between barriers.
 """
 
 from __future__ import annotations
@@ -13,14 +16,14 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import gather_object, set_seed
 from safetensors.torch import load_file, save_file
 from transformers import get_linear_schedule_with_warmup
 
 from encoderkit import __version__
 from encoderkit.config import TrainConfig, default_lr, save_yaml
 from encoderkit.errors import UserError
-from encoderkit.inference.forward import forward_all
+from encoderkit.inference.forward import forward_all, forward_batches, merge_shards
 from encoderkit.modeling import (
     build_model,
     is_peft,
@@ -33,6 +36,7 @@ from encoderkit.modeling import (
 )
 from encoderkit.tasks import Evaluation, PreparedData, Task, get_task
 from encoderkit.training import failures, faults, run_folder, signals
+from encoderkit.training.batching import sorted_batches
 from encoderkit.training.callbacks import (
     Callback,
     Checkpointer,
@@ -41,10 +45,25 @@ from encoderkit.training.callbacks import (
     ProgressBar,
     RunLog,
 )
+from encoderkit.training.distributed import (
+    Launch,
+    check_data,
+    check_launch,
+    check_world,
+    launch_from_env,
+)
 from encoderkit.training.fingerprint import check_resume, fingerprint
 from encoderkit.training.lock import RunFolderLock
 from encoderkit.training.loop import fit
-from encoderkit.training.outputs import model_card, save_model, write_run_report
+from encoderkit.training.optim import adamw, mixed_precision
+from encoderkit.training.outputs import (
+    final_metrics,
+    model_card,
+    model_metadata,
+    save_model,
+    write_run_report,
+)
+from encoderkit.training.sharding import shard_eval_batches
 from encoderkit.training.state import LoopState, Plan, auto_epochs, make_plan
 from encoderkit.training.watch import LearningWatch
 
@@ -56,6 +75,7 @@ class RunResult:
     run_dir: Path
     metrics: dict[str, Any]
     report: Path
+    main_process: bool = True  # False on the other processes of a distributed run: they print nothing
 
 
 def train(config: TrainConfig, echo: Any = print) -> RunResult:
@@ -67,17 +87,32 @@ def train(config: TrainConfig, echo: Any = print) -> RunResult:
         Interrupted: SIGINT/SIGTERM (a checkpoint is saved when it came during the steps).
     """
     assert config.output is not None
+    launch = launch_from_env()
+    check_launch(config.batch_size, config.grad_accum, launch.world)  # on every process: all exit 2
+    if not launch.is_main:
+        # The main process owns the folder; the others only read checkpoints from it.
+        with signals.sigterm_raises():
+            return _train(config, None, _silent, launch)
     # One writer per folder. SIGTERM unwinds like Ctrl-C, so the lock and cleanup still run.
     with signals.sigterm_raises(), RunFolderLock(Path(config.output)) as lock:
-        return _train(config, lock, echo)
+        return _train(config, lock, echo, launch)
 
 
-def _train(config: TrainConfig, lock: RunFolderLock, echo: Any) -> RunResult:
+def _silent(*args: Any, **kwargs: Any) -> None:
+    """`echo` of the non-main processes: one process speaks for the run."""
+
+
+def _train(config: TrainConfig, lock: RunFolderLock | None, echo: Any, launch: Launch) -> RunResult:
     task = get_task(config.task)
-    run_dir = run_folder.claim(lock.run_dir, config.resume, config.overwrite, lock.existed)
+    if lock is None:
+        run_dir = Path(str(config.output))
+    else:
+        run_dir = run_folder.claim(lock.run_dir, config.resume, config.overwrite, lock.existed)
     model_config = load_config(config.model)
     tokenizer = load_tokenizer(config.model)
+    # Each process tokenizes in memory (no on-disk cache yet): the same deterministic result on all.
     data = task.prepare(config, tokenizer, model_max_length(model_config, tokenizer))
+    check_data(len(data.train), launch.world)
     epochs = auto_epochs(len(data.train)) if config.epochs == "auto" else config.epochs
     metric = config.metric_for_best or task.default_metric
     lr = config.lr if config.lr is not None else default_lr(config.strategy)
@@ -88,19 +123,21 @@ def _train(config: TrainConfig, lock: RunFolderLock, echo: Any) -> RunResult:
         setattr(model_config, key, value)
 
     current = fingerprint(config)
-    if config.resume:
+    if config.resume and launch.is_main:
         check_resume(run_dir, current, config.resume_force, echo)
 
     run = _Run.create(config, task, data, tokenizer, model_config, run_dir, echo)
     run.fingerprint = current
     trainable, total = run.counts
-    run_folder.prepare(
-        run_dir, config.overwrite, run_folder.space_needed(total, trainable, config.keep_checkpoints)
-    )
+    if launch.is_main:
+        need = run_folder.space_needed(total, trainable, config.keep_checkpoints)
+        run_folder.prepare(run_dir, config.overwrite, need)
+    run.accelerator.wait_for_everyone()  # the folder is ready (and --overwrite emptied it) for all
     with failures.explained(run_dir, config.lr):
         if config.resume:
             run.restore()
-        save_yaml(config, run_dir / "config.yaml")
+        if launch.is_main:
+            save_yaml(config, run_dir / "config.yaml")
         started = time.perf_counter()
         run.run_loop()
         return run.finish(time.perf_counter() - started)
@@ -131,7 +168,12 @@ class _Run:
         cls, config: TrainConfig, task: Task, data: PreparedData, tokenizer: Any, model_config: Any,
         run_dir: Path, echo: Any,
     ) -> _Run:  # fmt: skip
-        accelerator = Accelerator(mixed_precision=_mixed_precision(config.precision))
+        launch = launch_from_env()
+        # torchrun on a CPU-only machine: Accelerate takes the gloo (MULTI_CPU) path only when told
+        # `cpu=True`; a plain 1-process run keeps Accelerate's own device choice (CUDA, MPS, CPU).
+        cpu = launch.world > 1 and not torch.cuda.is_available()
+        accelerator = Accelerator(mixed_precision=mixed_precision(config.precision), cpu=cpu)
+        check_world(accelerator.num_processes, launch.world)
         set_seed(config.seed)
         lora = lora_settings(config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets)
         model = build_model(task.model_class, config.model, model_config, config.strategy, lora)
@@ -145,7 +187,7 @@ class _Run:
             config.max_steps, config.logging_steps, config.eval_steps, config.save_steps,
         )  # fmt: skip
         assert config.lr is not None  # resolved by train()
-        optimizer = _adamw(model, config.lr, config.weight_decay)
+        optimizer = adamw(model, config.lr, config.weight_decay)
         warmup = round(config.warmup_ratio * plan.total_steps)
         scheduler = get_linear_schedule_with_warmup(optimizer, warmup, plan.total_steps)
         model, optimizer = accelerator.prepare(model, optimizer)
@@ -159,8 +201,12 @@ class _Run:
         return run
 
     @property
+    def is_main(self) -> bool:
+        return bool(self.accelerator.is_main_process)
+
+    @property
     def log(self) -> RunLog:
-        return RunLog(self.run_dir / "log.jsonl", self.state)
+        return RunLog(self.run_dir / "log.jsonl", self.state, write=self.is_main)
 
     @property
     def best_path(self) -> Path:
@@ -177,36 +223,70 @@ class _Run:
         Without a checkpoint yet (stopped early), the run starts again from step 0.
         """
         checkpoint = run_folder.latest_checkpoint(self.run_dir)
+        # All processes have looked before the main one changes anything.
+        self.accelerator.wait_for_everyone()
         if checkpoint is None:
-            run_folder.discard_checkpoints(self.run_dir)
-            self.log.truncate(0)
+            if self.is_main:
+                run_folder.discard_checkpoints(self.run_dir)
+                self.log.truncate(0)
             self.echo(f"no checkpoint in {self.run_dir} yet: starting again from step 0")
             return
+        saved_world = (run_folder.read_meta(checkpoint) or {}).get("world_size", 1)
+        if saved_world != self.accelerator.num_processes:
+            # The steps are global, so this is still a valid run; only the processes' random
+            # streams (dropout) cannot all be restored, so it is no longer exact.
+            self.echo(
+                f"warning: {checkpoint} was saved by {saved_world} process(es), resumed with "
+                f"{self.accelerator.num_processes}: the random state is not restored exactly"
+            )
         self.accelerator.load_state(str(checkpoint))
-        self.log.truncate(self.state.log_lines)
+        if self.is_main:
+            self.log.truncate(self.state.log_lines)
         self.echo(f"resuming from {checkpoint} (step {self.state.global_step} of {self.plan.total_steps})")
 
     def evaluate(self) -> dict[str, float]:
+        """Metrics on the eval set; every process gets the same, so all take the same decisions."""
         assert self.data.eval is not None
-        outputs = forward_all(
-            self.model, self.data.eval, self.config.eval_batch_size, self.accelerator.device,
-            self.tokenizer.pad_token_id, self.pad_left, self.accelerator.autocast,
-        )  # fmt: skip
+        acc, data = self.accelerator, self.data.eval
+        if acc.num_processes == 1:
+            outputs = forward_all(
+                self.model, data, self.config.eval_batch_size, acc.device, self.tokenizer.pad_token_id,
+                self.pad_left, acc.autocast,
+            )  # fmt: skip
+        else:
+            # Each process forwards a disjoint share of the batches; the shards (feature indices
+            # and outputs) are gathered on all, so metrics and QA post-processing see each feature
+            # exactly once and run on the whole set.
+            batches = sorted_batches(data.lengths, self.config.eval_batch_size)
+            mine = shard_eval_batches(batches, acc.process_index, acc.num_processes)
+            # The DDP wrapper is not needed without gradients (and would sync buffers).
+            model = acc.unwrap_model(self.model)
+            pad_id = self.tokenizer.pad_token_id
+            shard = forward_batches(model, data, mine, acc.device, pad_id, self.pad_left, acc.autocast)
+            outputs = merge_shards(gather_object([shard]), self.pad_left)
         faults.kill_point("eval", self.state.global_step)
         self.latest = self.task.evaluate(outputs, self.data)
         return self.latest.metrics
 
     def save_best(self) -> None:
         assert self.state.best_step is not None
-        state = self.accelerator.unwrap_model(self.model).state_dict()
-        tensors = {k: v.contiguous() for k, v in state.items()}
-        run_folder.save_best(self.run_dir, self.state.best_step, lambda path: save_file(tensors, str(path)))
+        if self.is_main:  # the weights are the same on every process
+            state = self.accelerator.unwrap_model(self.model).state_dict()
+            tensors = {k: v.contiguous() for k, v in state.items()}
+            step = self.state.best_step
+            run_folder.save_best(self.run_dir, step, lambda path: save_file(tensors, str(path)))
+        self.accelerator.wait_for_everyone()  # others may read them (finish) only once written
 
     def save_checkpoint(self, step: int) -> None:
-        meta = {"best_step": self.state.best_step, **self.fingerprint}
+        meta = {
+            "best_step": self.state.best_step,
+            "world_size": self.accelerator.num_processes,
+            **self.fingerprint,
+        }
+        acc = self.accelerator
         run_folder.save_checkpoint(
-            self.run_dir, step, lambda folder: self.accelerator.save_state(str(folder)), meta,
-            self.config.keep_checkpoints,
+            self.run_dir, step, lambda folder: acc.save_state(str(folder)), meta,
+            self.config.keep_checkpoints, main=self.is_main, barrier=acc.wait_for_everyone,
         )  # fmt: skip
 
     def callbacks(self) -> list[Callback]:
@@ -225,7 +305,7 @@ class _Run:
                 at_start=config.eval_at_start,
             )  # fmt: skip
             callbacks.append(evaluator)
-        return [*callbacks, Checkpointer(self.save_checkpoint, plan), ProgressBar(plan)]
+        return [*callbacks, Checkpointer(self.save_checkpoint, plan), ProgressBar(plan, enabled=self.is_main)]
 
     def run_loop(self) -> None:
         c = self.config
@@ -244,88 +324,23 @@ class _Run:
             # `latest` is None when a run resumed after its last evaluation: evaluate the best again.
             if self.latest is None or self.state.best_step != self.state.last_eval_step:
                 unwrapped.load_state_dict(load_file(str(self.best_path)))
-                self.evaluate()
+                self.evaluate()  # on every process: the evaluation is collective
             final = self.latest
         config, data, task = self.config, self.data, self.task
-        metrics = _final_metrics(final, self.state, *self.counts, wall_s)
+        metrics = final_metrics(final, self.state, *self.counts, wall_s)
+        if not self.is_main:
+            self.accelerator.wait_for_everyone()  # the main process may now remove the checkpoints
+            return RunResult(self.run_dir, metrics, self.run_dir / "report.html", main_process=False)
         card = model_card(config, data, task, metrics, __version__)
-        metadata = {**_metadata(config, data, task), **task.saved_settings(data, final)}
+        metadata = {**model_metadata(config, data, task), **task.saved_settings(data, final)}
         if is_peft(unwrapped) and config.merge:
             unwrapped = unwrapped.merge_and_unload()  # plain HF weights: loadable without PEFT
         save_model(unwrapped, self.tokenizer, self.run_dir / "model", metadata, card)
         report = write_run_report(self.run_dir, config, data, task, metrics, final)
         faults.kill_point("finish")
         run_folder.write_json(self.run_dir / "metrics.json", metrics)  # marks the run finished
-        # Only then: a crash before metrics.json must leave the checkpoints to resume from.
+        # Only then: a crash before metrics.json must leave the checkpoints to resume from; and
+        # only once every process is past reading the best weights.
+        self.accelerator.wait_for_everyone()
         shutil.rmtree(self.run_dir / run_folder.CHECKPOINTS, ignore_errors=True)
         return RunResult(self.run_dir, metrics, report)
-
-
-def _mixed_precision(precision: str) -> str:
-    cuda = torch.cuda.is_available()
-    if precision == "auto":
-        if not cuda:
-            return "no"
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if precision == "fp16" and not cuda:
-        raise UserError("field 'precision': fp16 needs a CUDA GPU (use fp32 or bf16 on CPU)")
-    return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision]
-
-
-def _adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW without weight decay on biases and normalisation weights (as BERT was trained).
-
-    Fused: one kernel for all parameters, on GPU and (since torch 2.4) on CPU, where it is ~5x
-    faster than the default for-each implementation on a 22M-parameter model.
-    """
-    decay: list[torch.nn.Parameter] = []
-    no_decay: list[torch.nn.Parameter] = []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, fused=True)
-
-
-def _final_metrics(
-    final: Evaluation | None, state: LoopState, trainable: int, total: int, wall_s: float
-) -> dict[str, Any]:
-    metrics: dict[str, Any] = dict(final.metrics) if final else {}
-    metrics.update(
-        {
-            "train_runtime_s": round(state.train_time_s, 3),
-            "train_samples_per_s": round(state.examples_seen / max(state.train_time_s, 1e-9), 3),
-            "trainable_params": trainable,
-            "total_params": total,
-            "best_step": state.best_step,
-            "steps": state.global_step,
-            "wall_time_s": round(wall_s, 3),
-            "peak_memory_mb": peak_memory_mb(),
-        }
-    )
-    return metrics
-
-
-def peak_memory_mb() -> float:
-    """Peak memory of this run: GPU memory allocated by torch, or the process's peak RSS on CPU."""
-    if torch.cuda.is_available():
-        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    import resource
-
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
-
-
-def _metadata(config: TrainConfig, data: PreparedData, task: Task) -> dict[str, Any]:
-    """What a Predictor needs besides the HF files: task, columns, max_length, labels."""
-    return {
-        "encoderkit_version": __version__,
-        "task": task.name,
-        "base_model": config.model,
-        "columns": data.columns,
-        "max_length": data.max_length,
-        "label_names": data.label_names,
-        "strategy": config.strategy,
-        # An unmerged LoRA model/ holds only the adapter: the Predictor loads base_model under it.
-        "adapter": config.strategy == "lora" and not config.merge,
-    }

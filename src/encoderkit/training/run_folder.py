@@ -141,25 +141,44 @@ def discard_checkpoints(run_dir: Path) -> None:
 
 
 def save_checkpoint(
-    run_dir: Path, step: int, write: Callable[[Path], None], meta: dict[str, Any], keep: int = 1
+    run_dir: Path,
+    step: int,
+    write: Callable[[Path], None],
+    meta: dict[str, Any],
+    keep: int = 1,
+    main: bool = True,
+    barrier: Callable[[], None] = lambda: None,
 ) -> Path:
     """`write(folder)` into a temporary folder, add checkpoint.json, sync, rename into place, prune.
 
     A crash at any moment leaves the previous checkpoint complete. A failed write removes the
     temporary folder and raises; a full disk as OSError, whatever the writer called it.
+    Distributed: every process calls this and `write`s (each its own RNG state); only the `main`
+    one prepares, completes and publishes, with `barrier`s so no process writes into a folder
+    being removed or renamed.
     """
     root = run_dir / CHECKPOINTS
-    root.mkdir(exist_ok=True)
-    for stale in root.glob(f"{TMP_PREFIX}*"):  # left by a crash during an earlier save
-        _remove(stale)
     tmp = root / f"{TMP_PREFIX}{STEP_PREFIX}{step}"
+    if main:
+        root.mkdir(exist_ok=True)
+        for stale in root.glob(f"{TMP_PREFIX}*"):  # left by a crash during an earlier save
+            _remove(stale)
+    barrier()
+    if not main:
+        write(tmp)
+        barrier()  # the main process completes and publishes it
+        barrier()
+        return checkpoint_dir(run_dir, step)
     with _removed_on_failure(tmp):
         faults.fill_disk_at(step)
         write(tmp)
+        barrier()  # every process's part is in `tmp`
         write_json(tmp / META_FILE, {"step": step, **meta})
         _fsync_tree(tmp)
         faults.kill_point("checkpoint", step)
-    return publish_checkpoint(tmp, run_dir, step, keep)
+    final = publish_checkpoint(tmp, run_dir, step, keep)
+    barrier()
+    return final
 
 
 def publish_checkpoint(tmp: Path, run_dir: Path, step: int, keep: int = 1) -> Path:

@@ -53,8 +53,12 @@ class LearningWatch(Callback):
         if self.checked:
             return
         self.checked = True
+        if not self.log.enabled:  # a non-main process of a distributed run: the main one warns
+            return
         # Read back from the log so a run resumed mid-epoch sees the losses of its first part too.
-        entries = [json.loads(line) for line in self.log.path.read_text(encoding="utf-8").splitlines()]
+        # No log yet: nothing logged in the first epoch (a short run with a long logging interval).
+        lines = self.log.path.read_text(encoding="utf-8").splitlines() if self.log.path.exists() else []
+        entries = [json.loads(line) for line in lines]
         losses = [e["loss"] for e in entries if "loss" in e and e["step"] <= self.plan.steps_per_epoch]
         text = loss_warning(losses)
         if text:
