@@ -316,7 +316,11 @@ BAD_BODIES = {
     ),
     "no-inputs": (json.dumps({"inputs": []}).encode(), 422, "inputs"),
     # Valid JSON escapes, but not text: a lone surrogate crashes the Rust tokenizer if it gets there.
-    "lone-surrogate": (b'{"inputs": [{"question": "what \\ud800?", "context": "c"}]}', 422, "inputs[0].question"),
+    "lone-surrogate": (
+        b'{"inputs": [{"question": "what \\ud800?", "context": "c"}]}',
+        422,
+        "inputs[0].question",
+    ),
     "model-path-in-request": (
         json.dumps({"inputs": [GOOD], "model": "../../../etc"}).encode(),
         422,
