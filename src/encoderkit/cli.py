@@ -152,7 +152,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from encoderkit.compare import StrategyInputError, compare, parse_strategies
+    from encoderkit.compare import StrategyStopped, compare, parse_strategies
 
     if "strategy" in vars(args):
         raise UserError("--strategy: compare runs every strategy named by --strategies")
@@ -160,8 +160,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     try:
         result = compare(config, strategies)
-    except StrategyInputError:
-        return 2  # the strategy's run already printed its one `error:` line
+    except StrategyStopped as stopped:
+        return stopped.code  # the strategy's run already printed its one `error:` line
     for row in result.rows:
         print(json.dumps(row))
     print(f"report: {result.report}")

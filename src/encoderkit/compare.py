@@ -27,8 +27,17 @@ from encoderkit.training.run_folder import latest_checkpoint, write_json
 CONFIGS = ".configs"  # the config each strategy's process was started with
 
 
-class StrategyInputError(Exception):
-    """A strategy's run stopped on bad input (exit 2); it already printed its `error:` line."""
+class StrategyStopped(Exception):
+    """A strategy's run stopped on bad input (exit 2) or an interrupt (130/143), and said why."""
+
+    def __init__(self, strategy: str, code: int) -> None:
+        super().__init__(f"{strategy}: exit code {code}")
+        self.code = code
+
+
+# Exit codes that end the whole comparison: bad input (the next strategy would read the same
+# data), and Ctrl-C / SIGTERM (the user wants it to stop; --resume continues it).
+STOP_CODES = (2, 130, 143)
 
 
 @dataclass
@@ -83,7 +92,7 @@ def compare(
 
     Raises:
         UserError: bad strategies or comparison folder.
-        StrategyInputError: a strategy's run rejected its input (the reason is already printed).
+        StrategyStopped: a strategy's run rejected its input or was interrupted (it said why).
     """
     assert config.output is not None
     folder = Path(config.output)
@@ -96,8 +105,8 @@ def compare(
             echo(f"== {strategy} ({i}/{len(strategies)}) -> {run_dir}")
             values = strategy_config(config, strategy, run_dir, config.resume)
             code = _train_in_child(values, folder, strategy, child_stdout)
-            if code == 2:
-                raise StrategyInputError(strategy)
+            if code in STOP_CODES:
+                raise StrategyStopped(strategy, code)
             if code != 0:
                 echo(f"== {strategy} failed (exit code {code}); the others go on")
                 failed.append(strategy)

@@ -80,3 +80,17 @@ def test_reports_render_in_a_real_browser(comparison: Path, chromium) -> None:
     assert _check_page(chromium, comparison / "full" / "report.html", "metrics") == 4
     assert "Parameters" in chromium.page_source
     chromium.save_screenshot(str(comparison / "report-screenshot.png"))
+
+
+def test_bad_data_stops_the_comparison_with_the_runs_error(
+    tiny_model: str, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine", "label": "a"}\n{"text": "no label"}\n')
+    out = tmp_path / "cmp"
+    args = ["compare", "--model", tiny_model, "--train", str(bad), "--output", str(out)]
+    assert main([*args, "--strategies", "frozen,lora"]) == 2
+    err = capfd.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"{bad}:2" in errors[0] and "Traceback" not in err
+    assert not (out / "comparison.json").exists() and not (out / "lora").exists()
