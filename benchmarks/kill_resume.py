@@ -24,14 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.conftest import _build_tiny_model, sentiment_rows, write_jsonl  # noqa: E402
-
-RUN = [
-    "--task", "regression", "--label-column", "score", "--batch-size", "8", "--lr", "3e-3",
-    "--eval-batch-size", "16", "--epochs", "2", "--save-steps", "5", "--eval-steps", "3",
-    "--logging-steps", "4",
-]  # fmt: skip
-TIMED = {"eval_runtime_s", "examples_per_s", "train_runtime_s", "train_samples_per_s", "wall_time_s"}
-TIMED |= {"peak_memory_mb"}
+from tests.integration.test_reliability import RUN, TIMED  # noqa: E402  (the run the tests kill)
 
 
 def command(model: Path, data: Path, output: Path, resume: bool) -> list[str]:
