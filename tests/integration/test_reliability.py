@@ -32,8 +32,10 @@ from tests.conftest import sentiment_rows, write_jsonl
 
 # 96 examples / batch 8 = 12 steps an epoch, 24 in all. Checkpoints at 5, 10, 12 (epoch end), 15,
 # 20; evaluations at 0, 3, 6, ..., 24; log entries every 4 steps, so a resumed run must carry the
-# loss sum of an unfinished logging window. Regression: pearson moves at every evaluation, so the
-# best step changes during the run (best weights kept per step) and is not the last one.
+# loss sum of an unfinished logging window. Regression, with an eval set scored the opposite way to
+# the training set: the more the model learns, the lower its eval pearson, so the best step is an
+# early one on any machine's float rounding (a best step that happened to fall before the end on
+# one CPU fell on the last step on another).
 RUN = [
     "--task", "regression", "--label-column", "score", "--batch-size", "8", "--lr", "3e-3",
     "--eval-batch-size", "16", "--epochs", "2", "--save-steps", "5", "--eval-steps", "3",
@@ -50,9 +52,9 @@ CHILD_TIMEOUT_S = 240
 # --- runs ----------------------------------------------------------------------------------------
 
 
-def score_rows(n: int, seed: int) -> list[dict]:
+def score_rows(n: int, seed: int, positive: float = 4.5) -> list[dict]:
     return [
-        {"text": r["text"], "score": 4.5 if r["label"] == "positive" else 0.5}
+        {"text": r["text"], "score": positive if r["label"] == "positive" else 5.0 - positive}
         for r in sentiment_rows(n, seed=seed)
     ]
 
@@ -61,7 +63,7 @@ def score_rows(n: int, seed: int) -> list[dict]:
 def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("scores")
     return write_jsonl(folder / "train.jsonl", score_rows(96, 2)), write_jsonl(
-        folder / "eval.jsonl", score_rows(32, 3)
+        folder / "eval.jsonl", score_rows(32, 3, positive=0.5)
     )
 
 
