@@ -111,7 +111,7 @@ def build_parser() -> Parser:
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field; defaults are suppressed so only given flags override --config."""
-    from encoderkit.config import TrainConfig
+    from encoderkit.config import SWITCHES, TrainConfig
 
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
@@ -121,6 +121,11 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         if f.type in ("bool", bool):
             kwargs["action"] = "store_true" if f.default is False else argparse.BooleanOptionalAction
         parser.add_argument(flag, **kwargs)
+        if f.metadata.get("choices") == SWITCHES:  # `--no-unpad` reads better than `--unpad off`
+            parser.add_argument(
+                "--no-" + flag[2:], dest=f.name, action="store_const", const="off", default=argparse.SUPPRESS,
+                help=f"same as {flag} off",
+            )  # fmt: skip
 
 
 def _add_column_flags(parser: argparse.ArgumentParser) -> None:

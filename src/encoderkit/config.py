@@ -21,6 +21,7 @@ TASKS = ("classification", "regression", "qa")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 STRATEGIES = ("full", "frozen", "lora", "scratch")
 QA_METRICS = ("auto", "squad", "squad_v2", "korquad")
+SWITCHES = ("auto", "on", "off")
 # Eval metrics per task, so a misspelled --metric-for-best fails now, not with a KeyError after an epoch.
 SEQUENCE_METRICS = {"classification": ("accuracy", "f1", "mcc"), "regression": ("pearson", "spearman", "mse")}
 
@@ -78,6 +79,17 @@ class TrainConfig:
     )
     merge: bool = _f(True, "lora: merge the adapter into model/ (--no-merge keeps an adapter folder)")
     group_by_length: bool = _f(True, "batch examples of similar length together (less padding)")
+    # Speed switches: each technique can be turned off so its effect can be measured.
+    unpad: str = _f(
+        "auto",
+        "train on packed sequences, no padding work: auto = where varlen attention runs (CUDA, "
+        "BERT/RoBERTa family), on = also elsewhere (exact but slower: per-sequence attention), off",
+        choices=SWITCHES,
+    )
+    compile: str = _f(
+        "auto", "torch.compile the training step: auto = on CUDA, on, off", choices=SWITCHES
+    )
+    cache: bool = _f(True, "reuse tokenized data cached on disk (--no-cache re-tokenizes)")
     # When to log, evaluate, save, stop.
     logging_steps: int | None = _f(None, "log every N steps (default: about 50 points per run)")
     eval_steps: int | None = _f(None, "evaluate every N optimizer steps (default: every epoch)")
