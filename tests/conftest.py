@@ -9,12 +9,26 @@ import gzip
 import json
 import os
 import random
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The tokenized-data cache goes to a folder of this session, never the user's ~/.cache.
+
+    Set in os.environ before any test runs, so `encoderkit` subprocesses and forkserver children
+    inherit it.
+    """
+    folder = tempfile.mkdtemp(prefix="encoderkit-token-cache-")
+    os.environ["ENCODERKIT_CACHE"] = folder
+    config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

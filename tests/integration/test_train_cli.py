@@ -184,3 +184,29 @@ def test_resume_after_kill_reproduces_uninterrupted_weights(
 def _without_timings(lines: list[str]) -> list[dict]:
     timed = ("eval_runtime_s", "examples_per_s")
     return [{k: v for k, v in json.loads(line).items() if k not in timed} for line in lines]
+
+
+def test_a_second_run_reads_the_tokenized_data_from_the_cache(
+    tiny_model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # New files: the cache key holds their path and content, so the first run cannot hit an entry
+    # of another test.
+    train = write_jsonl(tmp_path / "train.jsonl", sentiment_rows(48, seed=11))
+    dev = write_jsonl(tmp_path / "dev.jsonl", sentiment_rows(16, seed=12))
+    common = ["--eval", str(dev), "--max-steps", "6", "--eval-steps", "3"]
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert run_cli(*train_args(tiny_model, str(train), first, *common)) == 0
+    assert "tokenized data: cached for next time" in capsys.readouterr().out
+    # A new process: it inherits ENCODERKIT_CACHE (the session's folder, set in conftest.py).
+    cmd = [sys.executable, "-m", "encoderkit", *train_args(tiny_model, str(train), second, *common)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "tokenized data: from cache" in proc.stdout
+    metrics = [json.loads((run / "metrics.json").read_text()) for run in (first, second)]
+    timed = ("train_runtime_s", "train_samples_per_s", "wall_time_s", "peak_memory_mb")
+    untimed = [{k: v for k, v in m.items() if k not in timed} for m in metrics]
+    assert "accuracy" in untimed[0] and untimed[0] == untimed[1]
+    log_a, log_b = ((run / "log.jsonl").read_text().splitlines() for run in (first, second))
+    assert _without_timings(log_a) == _without_timings(log_b)
+    a, b = _weights(first), _weights(second)
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -22,6 +22,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from encoderkit import __version__
 from encoderkit.config import TrainConfig, default_lr, save_yaml
+from encoderkit.data.cache import prepare_cached
 from encoderkit.errors import UserError
 from encoderkit.inference.forward import forward_all, forward_batches, merge_shards
 from encoderkit.modeling import (
@@ -110,8 +111,9 @@ def _train(config: TrainConfig, lock: RunFolderLock | None, echo: Any, launch: L
         run_dir = run_folder.claim(lock.run_dir, config.resume, config.overwrite, lock.existed)
     model_config = load_config(config.model)
     tokenizer = load_tokenizer(config.model)
-    # Each process tokenizes in memory (no on-disk cache yet): the same deterministic result on all.
-    data = task.prepare(config, tokenizer, model_max_length(model_config, tokenizer))
+    # Tokenized data comes from the on-disk cache when this data, tokenizer and settings were seen
+    # before; otherwise each process tokenizes (deterministic: the same on all) and stores it.
+    data = prepare_cached(task, config, tokenizer, model_max_length(model_config, tokenizer), echo)
     check_data(len(data.train), launch.world)
     epochs = auto_epochs(len(data.train)) if config.epochs == "auto" else config.epochs
     metric = config.metric_for_best or task.default_metric
