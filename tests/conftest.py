@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -97,7 +98,11 @@ def build_tiny_bert(folder: Path, corpus: list[str], vocab_size: int = 300, lowe
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.1,
     )
-    BertModel(config).save_pretrained(folder)
+    # Seeded: the weights must not depend on which tests ran before (the global RNG) or where.
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = BertModel(config)
+    model.save_pretrained(folder)
     fast.save_pretrained(folder)
     return folder
 

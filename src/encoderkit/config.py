@@ -86,9 +86,7 @@ class TrainConfig:
         "BERT/RoBERTa family), on = also elsewhere (exact but slower: per-sequence attention), off",
         choices=SWITCHES,
     )
-    compile: str = _f(
-        "auto", "torch.compile the training step: auto = on CUDA, on, off", choices=SWITCHES
-    )
+    compile: str = _f("auto", "torch.compile the training step: auto = on CUDA, on, off", choices=SWITCHES)
     cache: bool = _f(True, "reuse tokenized data cached on disk (--no-cache re-tokenizes)")
     # When to log, evaluate, save, stop.
     logging_steps: int | None = _f(None, "log every N steps (default: about 50 points per run)")

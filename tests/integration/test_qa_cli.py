@@ -240,6 +240,19 @@ def test_squad_v1_learns_and_keeps_the_best_checkpoint_by_f1(v1_run: Path) -> No
     assert losses[-1] < 0.5 * losses[0]
 
 
+def test_packed_training_learns_as_well_as_padded(
+    tiny_model: str, v1_files: tuple[Path, Path], v1_run: Path, tmp_path: Path
+) -> None:
+    """`--unpad on`: the packed path with per-sequence attention (on CPU), the same run otherwise."""
+    train, dev = v1_files
+    train_qa(tiny_model, train, tmp_path / "packed", "--eval", dev, "--epochs", "6", "--unpad", "on")
+    packed, padded = (read_json(d / "metrics.json") for d in (tmp_path / "packed", v1_run))
+    assert packed["unpadded"] is True and padded["unpadded"] is False
+    assert packed["f1"] >= 80 and abs(packed["f1"] - padded["f1"]) <= 10, (packed, padded)
+    losses = [e["loss"] for e in read_jsonl(tmp_path / "packed" / "log.jsonl") if "loss" in e]
+    assert losses[-1] < 0.5 * losses[0]
+
+
 def test_predict_score_and_evaluate_agree_with_the_run(
     v1_run: Path,
     v1_records: list[dict[str, Any]],

@@ -32,14 +32,15 @@ from tests.conftest import sentiment_rows, write_jsonl
 
 # 96 examples / batch 8 = 12 steps an epoch, 24 in all. Checkpoints at 5, 10, 12 (epoch end), 15,
 # 20; evaluations at 0, 3, 6, ..., 24; log entries every 4 steps, so a resumed run must carry the
-# loss sum of an unfinished logging window. Regression, with an eval set scored the opposite way to
-# the training set: the more the model learns, the lower its eval pearson, so the best step is an
-# early one on any machine's float rounding (a best step that happened to fall before the end on
-# one CPU fell on the last step on another).
+# loss sum of an unfinished logging window. Regression, best by eval mse: the training scores
+# (4.5 / 0.5) pull the predictions from about 0 up towards their mean 2.5, while the eval scores
+# (0.85 / 0.35) sit near 0.6, so eval mse falls for the first ~9 steps and then rises again: the
+# best step changes during the run (best weights kept per step) and is never the last one,
+# whatever the random encoder (a pearson-chosen best step was, on another CPU).
 RUN = [
     "--task", "regression", "--label-column", "score", "--batch-size", "8", "--lr", "3e-3",
     "--eval-batch-size", "16", "--epochs", "2", "--save-steps", "5", "--eval-steps", "3",
-    "--logging-steps", "4",
+    "--logging-steps", "4", "--metric-for-best", "mse",
 ]  # fmt: skip
 # Figures that measure the machine, not the run: they differ between identical runs.
 TIMED = {
@@ -52,9 +53,10 @@ CHILD_TIMEOUT_S = 240
 # --- runs ----------------------------------------------------------------------------------------
 
 
-def score_rows(n: int, seed: int, positive: float = 4.5) -> list[dict]:
+def score_rows(n: int, seed: int, scores: tuple[float, float] = (4.5, 0.5)) -> list[dict]:
+    """Rows scored `scores[0]` when positive, `scores[1]` when negative."""
     return [
-        {"text": r["text"], "score": positive if r["label"] == "positive" else 5.0 - positive}
+        {"text": r["text"], "score": scores[0] if r["label"] == "positive" else scores[1]}
         for r in sentiment_rows(n, seed=seed)
     ]
 
@@ -63,7 +65,7 @@ def score_rows(n: int, seed: int, positive: float = 4.5) -> list[dict]:
 def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("scores")
     return write_jsonl(folder / "train.jsonl", score_rows(96, 2)), write_jsonl(
-        folder / "eval.jsonl", score_rows(32, 3, positive=0.5)
+        folder / "eval.jsonl", score_rows(32, 3, scores=(0.85, 0.35))
     )
 
 

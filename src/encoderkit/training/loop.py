@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from typing import Any
 
@@ -25,11 +25,14 @@ import torch
 from accelerate import Accelerator
 
 from encoderkit.training import faults
-from encoderkit.training.batching import Encoded, collate, length_grouped_batches
+from encoderkit.training.batching import Encoded, length_grouped_batches
 from encoderkit.training.callbacks import Callback
 from encoderkit.training.sharding import shard_step
 from encoderkit.training.signals import Interrupted, stop_between_steps
 from encoderkit.training.state import LoopState, Plan
+
+# (feature indices, width to pad to or None) -> a batch for the model: padded or packed (run.py).
+MakeBatch = Callable[[list[int], "int | None"], dict[str, Any]]
 
 
 class Diverged(Exception):
@@ -55,8 +58,7 @@ def fit(
     seed: int,
     group_by_length: bool,
     max_grad_norm: float,
-    pad_id: int,
-    pad_left: bool,
+    make_batch: MakeBatch,
 ) -> LoopState:
     """Train until `plan.total_steps` or a callback sets `state.should_stop`; return the state.
 
@@ -66,7 +68,6 @@ def fit(
     """
     micro_size = batch_size // grad_accum
     world, rank = accelerator.num_processes, accelerator.process_index
-    multiple_of = 8 if accelerator.device.type == "cuda" else 1
     for cb in callbacks:
         cb.on_train_begin(state)
     model.train()
@@ -84,13 +85,10 @@ def fit(
                     model,
                     optimizer,
                     scheduler,
-                    data,
+                    make_batch,
                     mine,
                     sum(len(b) for b in group),
                     max_grad_norm,
-                    pad_id,
-                    pad_left,
-                    multiple_of,
                     step=state.global_step + 1,
                     spare=group[0][0],
                 )
@@ -126,13 +124,10 @@ def _optimizer_step(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
-    data: Encoded,
+    make_batch: MakeBatch,
     group: list[tuple[list[int], int | None]],
     total: int,
     max_grad_norm: float,
-    pad_id: int,
-    pad_left: bool,
-    multiple_of: int,
     step: int,
     spare: int,
 ) -> float:
@@ -146,13 +141,12 @@ def _optimizer_step(
     micro = [(indices, width, len(indices)) for indices, width in group] or [([spare], None, 0)]
     step_loss = 0.0
     for i, (indices, width, weight) in enumerate(micro):
-        batch = collate(data, indices, pad_id, pad_left, multiple_of, width)
-        batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
+        batch = {k: _to(v, accelerator.device) for k, v in make_batch(indices, width).items()}
         # Only the last micro-batch synchronises gradients across processes.
         sync = accelerator.no_sync(model) if i < len(micro) - 1 else nullcontext()
         with sync:
             # x world: DDP averages the processes' gradients, the 1-process step sums them.
-            loss = model(**batch).loss * (weight * world / total)
+            loss = model(batch) * (weight * world / total)  # a TrainingModel: forward is the loss
             if faults.nan_loss_at(step):
                 loss = loss * math.nan
             accelerator.backward(loss)
@@ -168,6 +162,11 @@ def _optimizer_step(
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return step_loss
+
+
+def _to(value: Any, device: torch.device) -> Any:
+    """Tensors to the device (on CUDA they come pinned, so the copy does not block); ints stay."""
+    return value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value
 
 
 def _anyone(accelerator: Accelerator, flag: bool) -> bool:

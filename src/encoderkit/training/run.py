@@ -16,11 +16,11 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import gather_object, set_seed
+from accelerate.utils import TorchDynamoPlugin, gather_object, set_seed
 from safetensors.torch import load_file, save_file
 from transformers import get_linear_schedule_with_warmup
 
-from encoderkit import __version__
+from encoderkit import __version__, packing
 from encoderkit.config import TrainConfig, default_lr, save_yaml
 from encoderkit.data.cache import prepare_cached
 from encoderkit.errors import UserError
@@ -37,7 +37,7 @@ from encoderkit.modeling import (
 )
 from encoderkit.tasks import Evaluation, PreparedData, Task, get_task
 from encoderkit.training import failures, faults, run_folder, signals
-from encoderkit.training.batching import sorted_batches
+from encoderkit.training.batching import collate, sorted_batches
 from encoderkit.training.callbacks import (
     Callback,
     Checkpointer,
@@ -56,6 +56,7 @@ from encoderkit.training.distributed import (
 from encoderkit.training.fingerprint import check_resume, fingerprint
 from encoderkit.training.lock import RunFolderLock
 from encoderkit.training.loop import fit
+from encoderkit.training.objective import TrainingModel
 from encoderkit.training.optim import adamw, mixed_precision
 from encoderkit.training.outputs import (
     final_metrics,
@@ -155,12 +156,13 @@ class _Run:
     tokenizer: Any
     run_dir: Path
     accelerator: Accelerator
-    model: torch.nn.Module
+    model: torch.nn.Module  # the TrainingModel (model + loss) as Accelerate prepared it
     optimizer: torch.optim.Optimizer
     scheduler: Any
     plan: Plan
     echo: Any
     counts: tuple[int, int]  # (trainable, total) parameters
+    packed: bool  # training batches are packed sequences (packing.py), not padded
     state: LoopState = field(default_factory=LoopState)
     latest: Evaluation | None = None
     fingerprint: dict[str, Any] = field(default_factory=dict)  # stored in each checkpoint
@@ -174,7 +176,11 @@ class _Run:
         # torchrun on a CPU-only machine: Accelerate takes the gloo (MULTI_CPU) path only when told
         # `cpu=True`; a plain 1-process run keeps Accelerate's own device choice (CUDA, MPS, CPU).
         cpu = launch.world > 1 and not torch.cuda.is_available()
-        accelerator = Accelerator(mixed_precision=mixed_precision(config.precision), cpu=cpu)
+        precision = mixed_precision(config.precision)
+        compiled = config.compile == "on" or (config.compile == "auto" and torch.cuda.is_available())
+        # Shapes vary from batch to batch: compiled once with symbolic sizes, not once per shape.
+        dynamo = TorchDynamoPlugin(backend="inductor", dynamic=True) if compiled else None
+        accelerator = Accelerator(mixed_precision=precision, cpu=cpu, dynamo_plugin=dynamo)
         check_world(accelerator.num_processes, launch.world)
         set_seed(config.seed)
         lora = lora_settings(config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets)
@@ -184,6 +190,10 @@ class _Run:
             f"{config.model} ({config.strategy}): {trainable:,} of {total:,} parameters train "
             f"({100 * trainable / total:.2f}%)"
         )
+        packed, how = packing.choose_unpad(config.unpad, model, accelerator.device, precision)
+        if packed:
+            packing.enable(model)
+        echo(f"training batches: {how}" + ("; step compiled (torch.compile)" if compiled else ""))
         plan = make_plan(
             len(data.train), config.batch_size, config.grad_accum, config.epochs,
             config.max_steps, config.logging_steps, config.eval_steps, config.save_steps,
@@ -192,10 +202,10 @@ class _Run:
         optimizer = adamw(model, config.lr, config.weight_decay)
         warmup = round(config.warmup_ratio * plan.total_steps)
         scheduler = get_linear_schedule_with_warmup(optimizer, warmup, plan.total_steps)
-        model, optimizer = accelerator.prepare(model, optimizer)
+        training, optimizer = accelerator.prepare(TrainingModel(model), optimizer)
         run = cls(
-            config, task, data, tokenizer, run_dir, accelerator, model, optimizer, scheduler, plan, echo,
-            (trainable, total),
+            config, task, data, tokenizer, run_dir, accelerator, training, optimizer, scheduler, plan, echo,
+            (trainable, total), packed,
         )  # fmt: skip
         # The scheduler is stepped by hand (once per optimizer step at any world size) and saved
         # with the loop state, instead of being wrapped by `prepare`.
@@ -218,6 +228,25 @@ class _Run:
     @property
     def pad_left(self) -> bool:
         return bool(self.tokenizer.padding_side == "left")
+
+    @property
+    def network(self) -> Any:
+        """The model itself (transformers, or PEFT around it): no DDP, compile or loss wrapper."""
+        training = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+        return training.model
+
+    def make_batch(self, indices: list[int], width: int | None) -> dict[str, Any]:
+        """A training batch: packed, or padded to the longest feature (or `width`)."""
+        cuda = self.accelerator.device.type == "cuda"
+        pad_id, data = self.tokenizer.pad_token_id, self.data.train
+        if self.packed:  # token counts rounded to 64 on a GPU: fewer shapes for kernels and compile
+            offset = packing.position_offset(self.network)
+            batch = packing.collate_packed(data, indices, pad_id, offset, multiple_of=64 if cuda else 1)
+        else:
+            batch = collate(data, indices, pad_id, self.pad_left, 8 if cuda else 1, width)
+        if cuda:  # pinned host memory: the copy to the GPU runs without blocking the host
+            batch = {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        return batch
 
     def restore(self) -> None:
         """Load the newest checkpoint and cut log.jsonl back to what it had logged.
@@ -252,7 +281,7 @@ class _Run:
         acc, data = self.accelerator, self.data.eval
         if acc.num_processes == 1:
             outputs = forward_all(
-                self.model, data, self.config.eval_batch_size, acc.device, self.tokenizer.pad_token_id,
+                self.network, data, self.config.eval_batch_size, acc.device, self.tokenizer.pad_token_id,
                 self.pad_left, acc.autocast,
             )  # fmt: skip
         else:
@@ -262,7 +291,7 @@ class _Run:
             batches = sorted_batches(data.lengths, self.config.eval_batch_size)
             mine = shard_eval_batches(batches, acc.process_index, acc.num_processes)
             # The DDP wrapper is not needed without gradients (and would sync buffers).
-            model = acc.unwrap_model(self.model)
+            model = self.network
             pad_id = self.tokenizer.pad_token_id
             shard = forward_batches(model, data, mine, acc.device, pad_id, self.pad_left, acc.autocast)
             outputs = merge_shards(gather_object([shard]), self.pad_left)
@@ -273,7 +302,7 @@ class _Run:
     def save_best(self) -> None:
         assert self.state.best_step is not None
         if self.is_main:  # the weights are the same on every process
-            state = self.accelerator.unwrap_model(self.model).state_dict()
+            state = self.network.state_dict()
             tensors = {k: v.contiguous() for k, v in state.items()}
             step = self.state.best_step
             run_folder.save_best(self.run_dir, step, lambda path: save_file(tensors, str(path)))
@@ -314,13 +343,12 @@ class _Run:
         fit(
             self.accelerator, self.model, self.optimizer, self.scheduler, self.data.train, self.plan,
             self.state, self.callbacks(), batch_size=c.batch_size, grad_accum=c.grad_accum, seed=c.seed,
-            group_by_length=c.group_by_length, max_grad_norm=c.max_grad_norm,
-            pad_id=self.tokenizer.pad_token_id, pad_left=self.pad_left,
+            group_by_length=c.group_by_length, max_grad_norm=c.max_grad_norm, make_batch=self.make_batch,
         )  # fmt: skip
 
     def finish(self, wall_s: float) -> RunResult:
         """Select the best weights, save model and report, then mark the run finished."""
-        unwrapped = self.accelerator.unwrap_model(self.model)
+        unwrapped = self.network
         final: Evaluation | None = None
         if self.data.eval is not None:
             # `latest` is None when a run resumed after its last evaluation: evaluate the best again.
@@ -330,6 +358,7 @@ class _Run:
             final = self.latest
         config, data, task = self.config, self.data, self.task
         metrics = final_metrics(final, self.state, *self.counts, wall_s)
+        metrics["unpadded"] = self.packed  # which path the figures above were measured on
         if not self.is_main:
             self.accelerator.wait_for_everyone()  # the main process may now remove the checkpoints
             return RunResult(self.run_dir, metrics, self.run_dir / "report.html", main_process=False)

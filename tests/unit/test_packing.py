@@ -1,0 +1,130 @@
+"""The packed (unpadded) path gives the padded model's logits, loss and gradients (CPU, tiny models)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from transformers import (
+    AutoModelForQuestionAnswering,
+    AutoModelForSequenceClassification,
+    BertConfig,
+    DistilBertConfig,
+    RobertaConfig,
+)
+
+from encoderkit import packing
+from encoderkit.errors import UserError
+from encoderkit.modeling import LoraSettings, add_lora
+from encoderkit.training.batching import Encoded, collate
+from encoderkit.training.objective import TrainingModel
+
+SHAPE = {"vocab_size": 120, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4}
+SHAPE |= {"intermediate_size": 64, "max_position_embeddings": 64}
+CONFIGS = {
+    "bert": lambda **kw: BertConfig(**SHAPE, **kw),
+    "roberta": lambda **kw: RobertaConfig(**SHAPE, pad_token_id=1, type_vocab_size=1, **kw),
+}
+
+
+def _features(n: int, qa: bool, pair: bool, seed: int = 0) -> Encoded:
+    """`n` features of 3 to 40 tokens; QA targets inside each feature, labels otherwise."""
+    rng = random.Random(seed)
+    lengths = [rng.randint(3, 40) for _ in range(n)]
+    ids = [[rng.randint(5, 119) for _ in range(length)] for length in lengths]
+    types = [[0] * (length // 2) + [1] * (length - length // 2) for length in lengths] if pair else None
+    if qa:
+        starts = [rng.randrange(length) for length in lengths]
+        ends = [min(s + rng.randrange(4), length - 1) for s, length in zip(starts, lengths, strict=True)]
+        targets: dict[str, list] = {"start_positions": starts, "end_positions": ends}
+        return Encoded(ids, types, targets, position_keys=("start_positions", "end_positions"))
+    return Encoded(ids, types, {"labels": [rng.randrange(3) for _ in range(n)]})
+
+
+def _model(kind: str, qa: bool, **extra: int) -> torch.nn.Module:
+    torch.manual_seed(0)
+    auto = AutoModelForQuestionAnswering if qa else AutoModelForSequenceClassification
+    model = auto.from_config(CONFIGS[kind](**extra))
+    packing.enable(model)
+    return model.eval()
+
+
+@pytest.mark.parametrize("kind", ["bert", "roberta"])
+@pytest.mark.parametrize("qa", [False, True], ids=["classification", "qa"])
+def test_packed_logits_and_loss_equal_the_padded_ones(kind: str, qa: bool) -> None:
+    model = _model(kind, qa, **({} if qa else {"num_labels": 3}))
+    data = _features(7, qa, pair=kind == "bert")
+    pad_id = model.config.pad_token_id
+    indices = [3, 0, 6, 1, 5]
+    padded = collate(data, indices, pad_id)
+    packed = packing.collate_packed(data, indices, pad_id, packing.position_offset(model), multiple_of=16)
+    assert packed["input_ids"].shape[1] % 16 == 0  # a filler sequence rounds T up
+    with torch.no_grad():
+        inputs = {k: v for k, v in padded.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        want = model(**inputs)
+        got = packing.packed_logits(model, packed)
+    lengths = padded["attention_mask"].sum(1)
+    for key, value in got.items():
+        reference = getattr(want, key)
+        if value.dim() == 2 and key != "logits":  # per token: compare each sequence's own positions
+            for row, n in enumerate(lengths.tolist()):
+                torch.testing.assert_close(value[row, :n], reference[row, :n], atol=1e-5, rtol=1e-4)
+                assert torch.isinf(value[row, n:]).all()
+        else:
+            torch.testing.assert_close(value, reference, atol=1e-5, rtol=1e-4)
+    loss = TrainingModel(model)
+    torch.testing.assert_close(loss(packed), loss(padded), atol=1e-5, rtol=1e-4)
+
+
+def test_padded_qa_loss_does_not_depend_on_the_padding_width() -> None:
+    """HF's own QA loss would: its softmax covers the pad positions."""
+    model = TrainingModel(_model("bert", qa=True))
+    data = _features(4, qa=True, pair=True)
+    with torch.no_grad():
+        narrow = model(collate(data, [0, 1, 2, 3], 0))
+        wide = model(collate(data, [0, 1, 2, 3], 0, width=64))
+    torch.testing.assert_close(narrow, wide)
+
+
+def test_packed_gradients_equal_the_padded_ones_with_lora() -> None:
+    torch.manual_seed(0)
+    base = AutoModelForSequenceClassification.from_config(CONFIGS["bert"](num_labels=2))
+    lora = add_lora(base, LoraSettings(dropout=0.0))
+    packing.enable(lora)
+    model = TrainingModel(lora).eval()  # eval: no dropout, so both passes compute the same function
+    data = _features(6, qa=False, pair=False, seed=5)
+    data.targets["labels"] = [i % 2 for i in range(6)]
+    grads = []
+    for batch in (collate(data, range(6), 0), packing.collate_packed(data, range(6), 0)):
+        model.zero_grad()
+        model(batch).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and any("lora_A" in n for n in grads[0])
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_unpack_places_each_sequence_in_its_row() -> None:
+    values = torch.arange(9.0)
+    cu = torch.tensor([0, 2, 7, 9], dtype=torch.int32)
+    out = packing.unpack(values, cu, n=2, width=5, fill=-1.0)  # the third segment is filler
+    assert out.tolist() == [[0, 1, -1, -1, -1], [2, 3, 4, 5, 6]]
+
+
+def test_choose_unpad() -> None:
+    cpu = torch.device("cpu")
+    model = _model("bert", qa=True)
+    assert packing.choose_unpad("off", model, cpu, "no")[0] is False
+    on, why = packing.choose_unpad("on", model, cpu, "no")
+    assert on and "per-sequence" in why
+    auto, why = packing.choose_unpad("auto", model, cpu, "no")
+    assert not auto and "CUDA" in why
+    torch.manual_seed(0)
+    distil = AutoModelForSequenceClassification.from_config(
+        DistilBertConfig(vocab_size=50, dim=32, n_layers=1, n_heads=2, hidden_dim=64)
+    )
+    assert "distilbert" in (packing.unsupported(distil) or "")
+    assert packing.choose_unpad("auto", distil, cpu, "no")[0] is False
+    with pytest.raises(UserError, match="field 'unpad'"):
+        packing.choose_unpad("on", distil, cpu, "no")
