@@ -31,6 +31,7 @@ import contextlib
 import json
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ from common import (  # noqa: E402
     append_table_rows,
     encoderkit_auto_precision,
     logger,
+    peak_memory_mb,
     release_memory,
     resolved_precision,
     run_context,
@@ -158,6 +160,7 @@ def run_encoderkit(
         },
     )
     result = train(config, echo=lambda message: print(message, file=sys.stderr, flush=True))
+    peak_mb = peak_memory_mb()  # since the caller's reset_peak_memory(), if any
     m = result.metrics
     evals = [
         json.loads(line)
@@ -177,7 +180,23 @@ def run_encoderkit(
         "mcc": round(100 * m["mcc"], 2),
         "last_accuracy": round(100 * last["eval_accuracy"], 2),
         "last_f1": round(100 * last["eval_f1"], 2),
+        "peak_memory_mb": peak_mb,
         "config": resolved,
+    }
+
+
+def same_overrides(recipe: PeerRecipe, precision: str) -> dict[str, Any]:
+    """encoderkit config values of the `same` variant: the peer's recipe."""
+    return {
+        "batch_size": recipe.bs,
+        "lr": recipe.lr,
+        "epochs": recipe.epochs,
+        "max_length": recipe.max_len,
+        "warmup_ratio": WARMUP,
+        "weight_decay": WEIGHT_DECAY,
+        "seed": SEED,
+        "precision": precision,
+        "save_steps": NO_SAVE_STEPS,
     }
 
 
@@ -230,85 +249,104 @@ def append_rows(path: Path, rows: list[str]) -> None:
     append_table_rows(path, HEADING, TABLE_HEAD, rows, INTRO)
 
 
-def benchmark_task(
-    task: str, args: argparse.Namespace, work: Path, model_path: str, precision: str, context: dict[str, Any]
-) -> list[dict[str, Any]]:
-    train_file, eval_file = (Path(args.data_dir) / name for name in FILES[task])
+@dataclass(frozen=True)
+class TaskData:
+    """The rows both sides train and evaluate on, and encoderkit's copy of them as JSONL."""
+
+    train_rows: list[Row]
+    eval_rows: list[Row]
+    train_jsonl: Path
+    eval_jsonl: Path
+    subset: str  # `full`, or `N/M` (`balanced` when the classes were interleaved)
+
+
+def prepare_task(
+    task: str, data_dir: str, limit_train: int | None, limit_eval: int | None, task_dir: Path
+) -> TaskData:
+    """Read a task's splits as the peer does and write them as JSONL under `task_dir` for encoderkit."""
+    train_file, eval_file = (Path(data_dir) / name for name in FILES[task])
     for path in (train_file, eval_file):
         if not path.is_file():
             raise UserError(f"{path}: data file not found (set --data-dir)")
     balanced = task in BALANCED
-    train_rows = read_rows(str(train_file), args.limit_train, balanced)
-    eval_rows = read_rows(str(eval_file), args.limit_eval, balanced)
-    task_dir = work / task
+    train_rows = read_rows(str(train_file), limit_train, balanced)
+    eval_rows = read_rows(str(eval_file), limit_eval, balanced)
     task_dir.mkdir(parents=True, exist_ok=True)
     train_jsonl, eval_jsonl = task_dir / "train.jsonl", task_dir / "eval.jsonl"
     write_jsonl(train_rows, train_jsonl)
     write_jsonl(eval_rows, eval_jsonl)
-    recipe = RECIPES[task]
-    if args.limit_train is None and args.limit_eval is None:
+    if limit_train is None and limit_eval is None:
         subset = "full"
     else:
         subset = f"{len(train_rows)}/{len(eval_rows)}" + (" balanced" if balanced else "")
+    return TaskData(train_rows, eval_rows, train_jsonl, eval_jsonl, subset)
 
-    log(f"{task}: peer (HF Trainer) on {len(train_rows)} train / {len(eval_rows)} eval rows, {precision}")
+
+def result_line(
+    context: dict[str, Any],
+    task: str,
+    data: TaskData,
+    variant: str,
+    recipe: PeerRecipe,
+    precision: str,
+    peer: dict[str, Any],
+    ek: dict[str, Any],
+) -> dict[str, Any]:
+    """The JSON line of one encoderkit run against the peer."""
+    return {
+        **context,
+        "task": task,
+        "n_train": len(data.train_rows),
+        "n_eval": len(data.eval_rows),
+        "subset": data.subset,
+        "variant": variant,
+        "recipe": {
+            "peer": peer_recipe_record(recipe, precision),
+            "encoderkit": encoderkit_recipe_record(ek["config"]),
+        },
+        "peer_train_s": round(peer["train_runtime_s"], 3),
+        "encoderkit_train_s": ek["train_runtime_s"],
+        "encoderkit_wall_s": ek["wall_time_s"],
+        "speed_ratio": round(peer["train_runtime_s"] / max(ek["train_runtime_s"], 1e-9), 3),
+        "peer_steps": peer["steps"],
+        "encoderkit_steps": ek["steps"],
+        "peer_train_samples_per_s": peer["train_samples_per_s"],
+        "encoderkit_train_samples_per_s": ek["train_samples_per_s"],
+        "peer_accuracy": peer["accuracy"],
+        "peer_f1": peer["f1"],
+        "peer_mcc": peer["mcc"],
+        "encoderkit_accuracy": ek["accuracy"],
+        "encoderkit_f1": ek["f1"],
+        "encoderkit_mcc": ek["mcc"],
+        "encoderkit_best_step": ek["best_step"],
+        "encoderkit_last_accuracy": ek["last_accuracy"],
+        "encoderkit_last_f1": ek["last_f1"],
+    }
+
+
+def benchmark_task(
+    task: str, args: argparse.Namespace, work: Path, model_path: str, precision: str, context: dict[str, Any]
+) -> list[dict[str, Any]]:
+    task_dir = work / task
+    data = prepare_task(task, args.data_dir, args.limit_train, args.limit_eval, task_dir)
+    recipe = RECIPES[task]
+    n_train, n_eval = len(data.train_rows), len(data.eval_rows)
+    log(f"{task}: peer (HF Trainer) on {n_train} train / {n_eval} eval rows, {precision}")
     peer = run_peer(
-        model_path, train_rows, eval_rows, recipe, str(task_dir / "peer"), bf16=precision == "bf16"
+        model_path, data.train_rows, data.eval_rows, recipe, str(task_dir / "peer"), bf16=precision == "bf16"
     )
     release_memory()
     log(f"{task}: peer {json.dumps(peer)}")
 
     lines = []
     for variant in args.variants:
-        overrides: dict[str, Any] = {}
-        if variant == "same":
-            overrides = {
-                "batch_size": recipe.bs,
-                "lr": recipe.lr,
-                "epochs": recipe.epochs,
-                "max_length": recipe.max_len,
-                "warmup_ratio": WARMUP,
-                "weight_decay": WEIGHT_DECAY,
-                "seed": SEED,
-                "precision": precision,
-                "save_steps": NO_SAVE_STEPS,
-            }
+        overrides = same_overrides(recipe, precision) if variant == "same" else {}
         log(f"{task}: encoderkit, variant {variant}")
         ek = run_encoderkit(
-            args.model, train_jsonl, eval_jsonl, task_dir / f"encoderkit-{variant}", overrides
+            args.model, data.train_jsonl, data.eval_jsonl, task_dir / f"encoderkit-{variant}", overrides
         )
         release_memory()
-        lines.append(
-            {
-                **context,
-                "task": task,
-                "n_train": len(train_rows),
-                "n_eval": len(eval_rows),
-                "subset": subset,
-                "variant": variant,
-                "recipe": {
-                    "peer": peer_recipe_record(recipe, precision),
-                    "encoderkit": encoderkit_recipe_record(ek["config"]),
-                },
-                "peer_train_s": round(peer["train_runtime_s"], 3),
-                "encoderkit_train_s": ek["train_runtime_s"],
-                "encoderkit_wall_s": ek["wall_time_s"],
-                "speed_ratio": round(peer["train_runtime_s"] / max(ek["train_runtime_s"], 1e-9), 3),
-                "peer_steps": peer["steps"],
-                "encoderkit_steps": ek["steps"],
-                "peer_train_samples_per_s": peer["train_samples_per_s"],
-                "encoderkit_train_samples_per_s": ek["train_samples_per_s"],
-                "peer_accuracy": peer["accuracy"],
-                "peer_f1": peer["f1"],
-                "peer_mcc": peer["mcc"],
-                "encoderkit_accuracy": ek["accuracy"],
-                "encoderkit_f1": ek["f1"],
-                "encoderkit_mcc": ek["mcc"],
-                "encoderkit_best_step": ek["best_step"],
-                "encoderkit_last_accuracy": ek["last_accuracy"],
-                "encoderkit_last_f1": ek["last_f1"],
-            }
-        )
+        lines.append(result_line(context, task, data, variant, recipe, precision, peer, ek))
     return lines
 
 

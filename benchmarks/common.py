@@ -71,6 +71,46 @@ def release_memory() -> None:
         torch.cuda.empty_cache()
 
 
+_cpu_window_open = False  # whether /proc/self/clear_refs accepted the last reset
+
+
+def reset_peak_memory() -> float | None:
+    """Start a new peak-memory window; return what is held now (MB), the floor of the coming peak.
+
+    CUDA: torch's allocated memory. CPU: the process's resident set, whose high-water mark Linux
+    resets when "5" is written to /proc/self/clear_refs; None where that is not allowed.
+    """
+    global _cpu_window_open
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        return round(torch.cuda.memory_allocated() / 2**20, 1)
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        _cpu_window_open = True
+    except OSError:
+        _cpu_window_open = False
+        return None
+    return _proc_status_mb("VmRSS")
+
+
+def peak_memory_mb() -> float | None:
+    """Peak since the last `reset_peak_memory()`: CUDA memory allocated by torch, else the process's
+    peak resident set (None when the CPU window could not be reset, or /proc does not say)."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return _proc_status_mb("VmHWM") if _cpu_window_open else None
+
+
+def _proc_status_mb(key: str) -> float | None:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return round(int(line.split()[1]) / 1024, 1)  # kB
+    return None
+
+
 def warm_up(model: torch.nn.Module, targets: dict[str, torch.Tensor], seq_len: int, bf16: bool) -> None:
     """A few training steps before anything is timed, so that one-off costs (CUDA/cuBLAS start-up,
     kernel loading, thread pools) are not charged to whichever side runs first."""

@@ -25,6 +25,7 @@ Differences, all forced by where it runs or needed for subsets:
 - ``output_dir`` is a caller-given temporary folder instead of ``/tmp/hfcls``.
 - ``set_seed(42)`` before the model is built, so the new head's initial weights do not depend on
   what ran earlier in the same process (the peer script builds it from torch's start-up seed).
+- ``callbacks``: extra ``TrainerCallback``s (e.g. to measure memory) when a caller gives them.
 """
 
 from __future__ import annotations
@@ -128,8 +129,12 @@ def run_peer(
     recipe: PeerRecipe,
     output_dir: str,
     bf16: bool,
+    callbacks: list[Any] | None = None,
 ) -> dict[str, Any]:
-    """Fine-tune and evaluate like the peer; metrics on the 0-100 scale, times in seconds."""
+    """Fine-tune and evaluate like the peer; metrics on the 0-100 scale, times in seconds.
+
+    `callbacks` go to the Trainer.
+    """
     cuda = torch.cuda.is_available()
     tok = AutoTokenizer.from_pretrained(model_path)
     dtr, dev = Enc(tok, train_rows, recipe.max_len), Enc(tok, eval_rows, recipe.max_len)
@@ -150,7 +155,13 @@ def run_peer(
         dataloader_num_workers=4 if cuda else 0,
         seed=SEED,
     )
-    t = Trainer(model=model, args=args, train_dataset=dtr, data_collator=DataCollatorWithPadding(tok))
+    t = Trainer(
+        model=model,
+        args=args,
+        train_dataset=dtr,
+        data_collator=DataCollatorWithPadding(tok),
+        callbacks=callbacks,
+    )
     out = t.train()
     p = t.predict(dev)
     y = np.array(dev.y)

@@ -29,6 +29,9 @@ Differences, forced by where it runs or needed for the benchmark:
   what ran earlier in the same process (the peer script builds it from torch's start-up seed).
 - ``output_dir`` is a caller-given (or temporary) folder instead of ``/tmp/hfqa``; the TF32 flag is
   restored afterwards, so what runs next in the process keeps its own setting.
+- ``max_steps`` (a fixed number of optimizer steps instead of epochs) and ``callbacks`` (extra
+  ``TrainerCallback``s, e.g. to measure memory) are passed to the Trainer when a caller gives them;
+  the defaults leave the recipe as it is.
 - Evaluation is timed in parts: ``eval_features_s`` (windows), ``eval_forward_s``
   (``Trainer.predict``), ``postprocess_s`` and ``score_s``; the peer script reports the first two
   together as ``eval_prep_infer_s`` and does not time scoring.
@@ -241,11 +244,14 @@ def run_peer(
     epochs: float = 2,
     precision: str = "fp32",
     output_dir: str | None = None,
+    max_steps: int = -1,
+    callbacks: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Fine-tune and evaluate like the peer script. Times in seconds, EM/F1 on 0-100.
 
     `precision`: fp32, bf16 or fp16 (the Trainer's ``bf16``/``fp16`` flags, autocast in training and
-    prediction). Returns train_runtime_s, the eval time split into features / forward /
+    prediction). `max_steps` > 0 trains that many steps instead of `epochs`. `callbacks` go to the
+    Trainer. Returns train_runtime_s, the eval time split into features / forward /
     post-processing / scoring (``eval_s`` is their sum), EM and F1.
     """
     cuda = torch.cuda.is_available()
@@ -253,7 +259,10 @@ def run_peer(
     torch.backends.cuda.matmul.allow_tf32 = True
     with tempfile.TemporaryDirectory(prefix="peer-hfqa-") as tmp:
         try:
-            return _run(model_path, train_rows, dev_rows, bs, lr, epochs, precision, output_dir or tmp, cuda)
+            return _run(
+                model_path, train_rows, dev_rows, bs, lr, epochs, precision, output_dir or tmp, cuda,
+                max_steps=max_steps, callbacks=callbacks,
+            )  # fmt: skip
         finally:
             torch.backends.cuda.matmul.allow_tf32 = tf32
 
@@ -268,6 +277,9 @@ def _run(
     precision: str,
     output_dir: str,
     cuda: bool,
+    *,
+    max_steps: int,
+    callbacks: list[Any] | None,
 ) -> dict[str, Any]:
     tok = AutoTokenizer.from_pretrained(model_path)
     t0 = time.perf_counter()
@@ -281,6 +293,7 @@ def _run(
         per_device_eval_batch_size=EVAL_BATCH_SIZE,
         learning_rate=lr,
         num_train_epochs=epochs,
+        max_steps=max_steps,
         warmup_steps=WARMUP,
         weight_decay=WEIGHT_DECAY,
         bf16=precision == "bf16",
@@ -292,7 +305,11 @@ def _run(
         seed=SEED,
     )
     tr = Trainer(
-        model=model, args=args, train_dataset=DictDataset(feats), data_collator=default_data_collator
+        model=model,
+        args=args,
+        train_dataset=DictDataset(feats),
+        data_collator=default_data_collator,
+        callbacks=callbacks,
     )
     out = tr.train()
     n_feat = len(feats["input_ids"])

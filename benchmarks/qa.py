@@ -58,6 +58,7 @@ from common import (  # noqa: E402
     append_table_rows,
     encoderkit_auto_precision,
     logger,
+    peak_memory_mb,
     release_memory,
     resolved_precision,
     run_context,
@@ -241,14 +242,24 @@ def write_split(
 
 
 def peer_side(
-    model_path: str, train_path: Path, eval_path: Path, epochs: float, precision: str, out: Path
+    model_path: str,
+    train_path: Path,
+    eval_path: Path,
+    epochs: float,
+    precision: str,
+    out: Path,
+    bs: int = PEER_BS,
+    **extra: Any,
 ) -> dict[str, Any]:
-    """Train and evaluate the peer; `eval_s` adds reading the eval file, as evaluate_file does."""
+    """Train and evaluate the peer; `eval_s` adds reading the eval file, as evaluate_file does.
+
+    `extra` goes to `run_peer` (`max_steps`, `callbacks`).
+    """
     train_rows = load_squad(str(train_path))
     t0 = time.perf_counter()
     dev_rows = load_squad(str(eval_path))
     read_s = time.perf_counter() - t0
-    peer = run_peer(model_path, train_rows, dev_rows, PEER_BS, PEER_LR, epochs, precision, str(out))
+    peer = run_peer(model_path, train_rows, dev_rows, bs, PEER_LR, epochs, precision, str(out), **extra)
     peer["eval_read_s"] = round(read_s, 3)
     peer["eval_s"] = round(peer["eval_s"] + read_s, 3)
     return peer
@@ -279,6 +290,7 @@ def encoderkit_side(
         },
     )
     result = train(config, echo=lambda message: print(message, file=sys.stderr, flush=True))
+    peak_mb = peak_memory_mb()  # since the caller's reset_peak_memory(), if any
     m = result.metrics
     evals = [
         json.loads(line)
@@ -313,16 +325,33 @@ def encoderkit_side(
         "predictor_exact_match": round(scored["exact_match"], 2),
         "predictor_f1": round(scored["f1"], 2),
         "predictor_metric": scored.get("metric"),
+        "peak_memory_mb": peak_mb,
         "config": resolved,
     }
 
 
-def peer_recipe_record(epochs: float, precision: str) -> dict[str, Any]:
+def same_overrides(epochs: float, precision: str, bs: int = PEER_BS) -> dict[str, Any]:
+    """encoderkit config values of the `same` variant: the peer's recipe."""
+    return {
+        "batch_size": bs,
+        "lr": PEER_LR,
+        "epochs": epochs,
+        "max_length": MAX_LEN,
+        "doc_stride": STRIDE,
+        "warmup_ratio": WARMUP,
+        "weight_decay": WEIGHT_DECAY,
+        "seed": SEED,
+        "precision": precision,
+        "save_steps": None,  # the peer saves nothing; per-epoch checkpoints remain
+    }
+
+
+def peer_recipe_record(epochs: float, precision: str, bs: int = PEER_BS) -> dict[str, Any]:
     return {
         "max_length": MAX_LEN,
         "doc_stride": STRIDE,
         "padding": "max_length",
-        "batch_size": PEER_BS,
+        "batch_size": bs,
         "lr": PEER_LR,
         "epochs": epochs,
         "warmup_ratio": WARMUP,
@@ -426,6 +455,64 @@ def append_saved(jsonl: Path, results: Path) -> int:
     return 0
 
 
+def result_line(
+    context: dict[str, Any],
+    info: dict[str, Any],
+    variant: str,
+    peer: dict[str, Any] | None,
+    peer_recipe: dict[str, Any] | None,
+    ek: dict[str, Any],
+) -> dict[str, Any]:
+    """The JSON line of one encoderkit run against the peer (None: no peer, as for korquad).
+
+    `info` describes the data: task, n_train_questions, n_train_features, n_eval, subset, limits.
+    """
+    peer_train_s = peer["train_runtime_s"] if peer else None
+    peer_eval_s = peer["eval_s"] if peer else None
+    return {
+        **context,
+        **info,
+        "variant": variant,
+        "peer": "HF Trainer (peer_hf_qa.run_peer)" if peer else PEER_SKIPPED,
+        "recipe": {
+            "peer": peer_recipe,
+            "encoderkit": encoderkit_recipe_record(ek["config"], ek["eval_batch_size"]),
+        },
+        "peer_train_s": None if peer_train_s is None else round(peer_train_s, 3),
+        "encoderkit_train_s": ek["train_runtime_s"],
+        "train_speed_ratio": ratio(peer_train_s, ek["train_runtime_s"]),
+        "peer_eval_s": peer_eval_s,
+        "encoderkit_eval_s": ek["eval_s"],
+        "eval_speed_ratio": ratio(peer_eval_s, ek["eval_s"]),
+        "peer_exact_match": peer["exact_match"] if peer else None,
+        "peer_f1": peer["f1"] if peer else None,
+        "encoderkit_exact_match": ek["exact_match"],
+        "encoderkit_f1": ek["f1"],
+        "encoderkit_metric": ek["predictor_metric"],
+        "encoderkit_best_step": ek["best_step"],
+        "encoderkit_steps": ek["steps"],
+        "encoderkit_last_exact_match": ek["last_exact_match"],
+        "encoderkit_last_f1": ek["last_f1"],
+        "encoderkit_predictor_exact_match": ek["predictor_exact_match"],
+        "encoderkit_predictor_f1": ek["predictor_f1"],
+        "peer_steps": peer["steps"] if peer else None,
+        "peer_train_samples_per_s": peer["train_samples_per_s"] if peer else None,
+        "encoderkit_train_samples_per_s": ek["train_samples_per_s"],
+        "encoderkit_wall_s": ek["wall_time_s"],
+        "peer_eval_parts_s": (
+            {
+                k: peer[f"{k}_s"] if k != "read" else peer["eval_read_s"]
+                for k in ("read", "eval_features", "eval_forward", "postprocess", "score")
+            }
+            if peer
+            else None
+        ),
+        "peer_n_eval_features": peer["n_eval_features"] if peer else None,
+        "encoderkit_eval_load_s": ek["load_s"],
+        "encoderkit_in_training_eval_s": ek["in_training_eval_s"],
+    }
+
+
 # --- main --------------------------------------------------------------------------------------
 
 
@@ -450,83 +537,29 @@ def benchmark(
     else:
         log(f"{split}: peer {PEER_SKIPPED}")
         n_features = peer_feature_count(model_path, train_path)
+    info = {
+        "task": split,
+        "n_train_questions": n_train,
+        "n_train_features": n_features,
+        "n_eval": n_eval,
+        "subset": subset,
+        "limit_train": args.limit_train,
+        "limit_eval": args.limit_eval,
+    }
+    peer_recipe = peer_recipe_record(peer_epochs, precision) if peer else None
 
     lines = []
     for variant in args.variants:
         overrides: dict[str, Any] = {"qa_metric": METRICS[args.task]}
         if variant == "same":
-            overrides.update(
-                {
-                    "batch_size": PEER_BS,
-                    "lr": PEER_LR,
-                    "epochs": peer_epochs,
-                    "max_length": MAX_LEN,
-                    "doc_stride": STRIDE,
-                    "warmup_ratio": WARMUP,
-                    "weight_decay": WEIGHT_DECAY,
-                    "seed": SEED,
-                    "precision": precision,
-                    "save_steps": None,  # the peer saves nothing; per-epoch checkpoints remain
-                }
-            )
+            overrides.update(same_overrides(peer_epochs, precision))
         elif args.epochs is not None:
             overrides["epochs"] = args.epochs
         log(f"{split}: encoderkit, variant {variant}")
         ek = encoderkit_side(args.model, train_path, eval_path, work / f"encoderkit-{variant}", overrides)
         release_memory()
         log(f"{split}: encoderkit {variant} " + json.dumps({k: v for k, v in ek.items() if k != "config"}))
-        peer_train_s = peer["train_runtime_s"] if peer else None
-        peer_eval_s = peer["eval_s"] if peer else None
-        lines.append(
-            {
-                **context,
-                "task": split,
-                "n_train_questions": n_train,
-                "n_train_features": n_features,
-                "n_eval": n_eval,
-                "subset": subset,
-                "limit_train": args.limit_train,
-                "limit_eval": args.limit_eval,
-                "variant": variant,
-                "peer": "HF Trainer (peer_hf_qa.run_peer)" if peer else PEER_SKIPPED,
-                "recipe": {
-                    "peer": peer_recipe_record(peer_epochs, precision) if peer else None,
-                    "encoderkit": encoderkit_recipe_record(ek["config"], ek["eval_batch_size"]),
-                },
-                "peer_train_s": None if peer_train_s is None else round(peer_train_s, 3),
-                "encoderkit_train_s": ek["train_runtime_s"],
-                "train_speed_ratio": ratio(peer_train_s, ek["train_runtime_s"]),
-                "peer_eval_s": peer_eval_s,
-                "encoderkit_eval_s": ek["eval_s"],
-                "eval_speed_ratio": ratio(peer_eval_s, ek["eval_s"]),
-                "peer_exact_match": peer["exact_match"] if peer else None,
-                "peer_f1": peer["f1"] if peer else None,
-                "encoderkit_exact_match": ek["exact_match"],
-                "encoderkit_f1": ek["f1"],
-                "encoderkit_metric": ek["predictor_metric"],
-                "encoderkit_best_step": ek["best_step"],
-                "encoderkit_steps": ek["steps"],
-                "encoderkit_last_exact_match": ek["last_exact_match"],
-                "encoderkit_last_f1": ek["last_f1"],
-                "encoderkit_predictor_exact_match": ek["predictor_exact_match"],
-                "encoderkit_predictor_f1": ek["predictor_f1"],
-                "peer_steps": peer["steps"] if peer else None,
-                "peer_train_samples_per_s": peer["train_samples_per_s"] if peer else None,
-                "encoderkit_train_samples_per_s": ek["train_samples_per_s"],
-                "encoderkit_wall_s": ek["wall_time_s"],
-                "peer_eval_parts_s": (
-                    {
-                        k: peer[f"{k}_s"] if k != "read" else peer["eval_read_s"]
-                        for k in ("read", "eval_features", "eval_forward", "postprocess", "score")
-                    }
-                    if peer
-                    else None
-                ),
-                "peer_n_eval_features": peer["n_eval_features"] if peer else None,
-                "encoderkit_eval_load_s": ek["load_s"],
-                "encoderkit_in_training_eval_s": ek["in_training_eval_s"],
-            }
-        )
+        lines.append(result_line(context, info, variant, peer, peer_recipe, ek))
     return lines
 
 
