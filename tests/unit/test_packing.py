@@ -128,3 +128,22 @@ def test_choose_unpad() -> None:
     assert packing.choose_unpad("auto", distil, cpu, "no")[0] is False
     with pytest.raises(UserError, match="field 'unpad'"):
         packing.choose_unpad("on", distil, cpu, "no")
+
+
+@pytest.mark.parametrize("qa", [False, True], ids=["classification", "qa"])
+def test_packed_evaluation_gives_the_padded_outputs(qa: bool) -> None:
+    from encoderkit.inference.forward import forward_all
+
+    model = _model("bert", qa, **({} if qa else {"num_labels": 3}))
+    data = _features(9, qa, pair=True, seed=7)
+    cpu = torch.device("cpu")
+    padded = forward_all(model, data, 4, cpu, pad_id=0)
+    packed = forward_all(model, data, 4, cpu, pad_id=0, packed=True)
+    assert padded.keys() == packed.keys()
+    for key in padded:
+        if key == "logits":
+            torch.testing.assert_close(packed[key], padded[key], atol=1e-5, rtol=1e-4)
+            continue
+        for row, n in enumerate(data.lengths):  # each feature's own positions; after them -inf
+            torch.testing.assert_close(packed[key][row, :n], padded[key][row, :n], atol=1e-5, rtol=1e-4)
+            assert torch.isinf(packed[key][row, n:]).all()

@@ -7,6 +7,7 @@ from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
+from encoderkit import packing
 from encoderkit.training.batching import Encoded, collate, sorted_batches
 
 OUTPUT_KEYS = ("logits", "start_logits", "end_logits")
@@ -24,15 +25,18 @@ def forward_all(
     pad_id: int,
     pad_left: bool = False,
     autocast: Callable[[], AbstractContextManager] = nullcontext,
+    packed: bool = False,
 ) -> Outputs:
     """Model outputs for every feature, in the input order, as float32 CPU tensors.
 
-    `autocast` is a factory (e.g. `accelerator.autocast`), entered once per batch.
+    `autocast` is a factory (e.g. `accelerator.autocast`), entered once per batch. `packed`: batches
+    go through the unpadded path (packing.py; the model must have been `packing.enable`d).
     Per-token outputs (QA start/end logits, [N, L]) are padded to the longest feature with -inf
     on the side the tokenizer pads, so token positions keep their meaning.
     """
     batches = sorted_batches(data.lengths, batch_size)
-    return merge_shards([forward_batches(model, data, batches, device, pad_id, pad_left, autocast)], pad_left)
+    shard = forward_batches(model, data, batches, device, pad_id, pad_left, autocast, packed)
+    return merge_shards([shard], pad_left)
 
 
 @torch.inference_mode()
@@ -44,6 +48,7 @@ def forward_batches(
     pad_id: int,
     pad_left: bool = False,
     autocast: Callable[[], AbstractContextManager] = nullcontext,
+    packed: bool = False,
 ) -> Shard:
     """Outputs of the given batches only (one process's share of an evaluation), in batch order."""
     was_training = model.training
@@ -52,14 +57,22 @@ def forward_batches(
     pieces: dict[str, list[torch.Tensor]] = {}
     order: list[int] = []
     multiple_of = 8 if device.type == "cuda" else 1
+    features = Encoded(data.input_ids, data.token_type_ids)  # no targets
+    offset = packing.position_offset(model) if packed else 0
     for indices in batches:
-        batch = collate(Encoded(data.input_ids, data.token_type_ids), indices, pad_id, pad_left, multiple_of)
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        if packed:  # QA logits come back -inf after each feature's end, as _cat pads them
+            batch = packing.collate_packed(features, indices, pad_id, offset, multiple_of * 8)
+        else:
+            batch = collate(features, indices, pad_id, pad_left, multiple_of)
+        batch = {
+            k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()
+        }
         with autocast():
-            out = model(**batch)
+            out = packing.packed_logits(model, batch) if packed else model(**batch)
         for key in OUTPUT_KEYS:
-            if getattr(out, key, None) is not None:
-                pieces.setdefault(key, []).append(getattr(out, key).float().cpu())
+            value = out.get(key)
+            if value is not None:
+                pieces.setdefault(key, []).append(value.float().cpu())
         order.extend(indices)
     if was_training:
         model.train()

@@ -282,7 +282,7 @@ class _Run:
         if acc.num_processes == 1:
             outputs = forward_all(
                 self.network, data, self.config.eval_batch_size, acc.device, self.tokenizer.pad_token_id,
-                self.pad_left, acc.autocast,
+                self.pad_left, acc.autocast, self.packed,
             )  # fmt: skip
         else:
             # Each process forwards a disjoint share of the batches; the shards (feature indices
@@ -293,7 +293,9 @@ class _Run:
             # The DDP wrapper is not needed without gradients (and would sync buffers).
             model = self.network
             pad_id = self.tokenizer.pad_token_id
-            shard = forward_batches(model, data, mine, acc.device, pad_id, self.pad_left, acc.autocast)
+            shard = forward_batches(
+                model, data, mine, acc.device, pad_id, self.pad_left, acc.autocast, self.packed
+            )
             outputs = merge_shards(gather_object([shard]), self.pad_left)
         faults.kill_point("eval", self.state.global_step)
         self.latest = self.task.evaluate(outputs, self.data)
