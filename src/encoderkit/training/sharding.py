@@ -19,10 +19,11 @@ def shard_step(
 
     `group` is the step's global micro-batches. World 1 returns them unchanged, width None (pad to
     the longest: a 1-process run stays bit-identical). Otherwise each global micro-batch is dealt
-    over the ranks (`deal`) and every share is padded to the width of the whole micro-batch:
-    a QA model's softmax runs over the padded positions too, so each example then gets exactly the
-    loss it gets in a 1-process run, and every rank computes the same number of padded tokens
-    (no rank waits). A share is empty when a micro-batch has fewer examples than ranks; the result
+    over the ranks (`deal`) and every share is padded to the width of the whole micro-batch, as
+    in a 1-process run: every rank computes the same number of padded tokens (no rank waits), and
+    the same shapes keep the float rounding of a 1-process run. (Losses no longer depend on the
+    padding: objective.py masks the pad positions out of the QA softmax.)
+    A share is empty when a micro-batch has fewer examples than ranks; the result
     is empty when the whole step is (the caller still runs a zero-weight pass).
     """
     if world == 1:
