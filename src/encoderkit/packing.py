@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -64,7 +65,9 @@ def packed_attention(
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # [T, heads, head_dim]
     if _varlen_runs(q):
         assert max_length_q is not None
-        out = varlen_attn(q, k, v, cu_seq_lens_q, cu_seq_lens_q, max_length_q, max_length_q, scale=scaling)
+        # `scale=` only when not the default 1/sqrt(head_dim) (BERT uses that): torch 2.10 lacks it.
+        extra = {} if scaling is None or math.isclose(scaling, q.shape[-1] ** -0.5) else {"scale": scaling}
+        out = varlen_attn(q, k, v, cu_seq_lens_q, cu_seq_lens_q, max_length_q, max_length_q, **extra)
     else:
         bounds = cu_seq_lens_q.tolist()
         parts = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -147,3 +148,34 @@ def test_packed_evaluation_gives_the_padded_outputs(qa: bool) -> None:
         for row, n in enumerate(data.lengths):  # each feature's own positions; after them -inf
             torch.testing.assert_close(packed[key][row, :n], padded[key][row, :n], atol=1e-5, rtol=1e-4)
             assert torch.isinf(packed[key][row, n:]).all()
+
+
+def test_the_varlen_kernel_gets_packed_heads_and_boundaries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CUDA call's contract, checked on CPU with a stand-in kernel: q/k/v [T, heads, head_dim],
+    int32 boundaries, the longest length; BERT's scale is the default, so none is passed."""
+    calls = []
+
+    def fake_varlen(q, k, v, cu_q, cu_k, max_q, max_k, **extra):
+        calls.append((q.shape, cu_q.dtype, max_q, extra))
+        assert cu_q is cu_k and max_q == max_k
+        bounds = cu_q.tolist()
+        return torch.cat([
+            torch.nn.functional.scaled_dot_product_attention(
+                q[s:e].transpose(0, 1), k[s:e].transpose(0, 1), v[s:e].transpose(0, 1)
+            ).transpose(0, 1)
+            for s, e in itertools.pairwise(bounds)
+        ])  # fmt: skip
+
+    monkeypatch.setattr(packing, "varlen_attn", fake_varlen)
+    monkeypatch.setattr(packing, "_varlen_runs", lambda q: True)
+    model = _model("bert", qa=True)
+    data = _features(5, qa=True, pair=True, seed=9)
+    batch = packing.collate_packed(data, range(5), 0)
+    with torch.no_grad():
+        got = packing.packed_logits(model, batch)["start_logits"]
+        inputs = {k: v for k, v in collate(data, range(5), 0).items() if "positions" not in k}
+        want = model(**inputs).start_logits
+    total, heads = sum(data.lengths), model.config.num_attention_heads
+    assert calls[0] == (torch.Size([total, heads, 32 // heads]), torch.int32, max(data.lengths), {})
+    for row, n in enumerate(data.lengths):
+        torch.testing.assert_close(got[row, :n], want[row, :n], atol=1e-5, rtol=1e-4)
