@@ -69,15 +69,23 @@ def packed_attention(
         extra = {} if scaling is None or math.isclose(scaling, q.shape[-1] ** -0.5) else {"scale": scaling}
         out = varlen_attn(q, k, v, cu_seq_lens_q, cu_seq_lens_q, max_length_q, max_length_q, **extra)
     else:
-        bounds = cu_seq_lens_q.tolist()
-        parts = [
-            F.scaled_dot_product_attention(
-                q[s:e].transpose(0, 1), k[s:e].transpose(0, 1), v[s:e].transpose(0, 1), scale=scaling
-            ).transpose(0, 1)
-            for s, e in itertools.pairwise(bounds)
-        ]
-        out = torch.cat(parts)
+        out = _per_sequence_attention(q, k, v, cu_seq_lens_q, scaling)
     return out.unsqueeze(0), None  # [1, T, heads, head_dim], as the caller reshapes it
+
+
+# Not traced by torch.compile: its slices have data-dependent sizes (inductor fails on them).
+@torch.compiler.disable
+def _per_sequence_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seq_lens: torch.Tensor, scaling: float | None
+) -> torch.Tensor:
+    """The exact fallback: one SDPA call per sequence; q/k/v and the result are [T, heads, head_dim]."""
+    parts = [
+        F.scaled_dot_product_attention(
+            q[s:e].transpose(0, 1), k[s:e].transpose(0, 1), v[s:e].transpose(0, 1), scale=scaling
+        ).transpose(0, 1)
+        for s, e in itertools.pairwise(cu_seq_lens.tolist())
+    ]
+    return torch.cat(parts)
 
 
 AttentionInterface.register(ATTENTION, packed_attention)
