@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import os
 import platform
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -177,3 +180,33 @@ def append_table_rows(
         else:
             lines[start + 1 : start + 1] = ["", *table_head, *rows]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def read_saved_lines(
+    jsonl: Path, check: Callable[[dict[str, Any]], Any], what: str
+) -> list[dict[str, Any]] | None:
+    """The JSON lines an earlier run printed (e.g. on the GPU machine), logs mixed in skipped.
+
+    `check(line)` raises on a line the table cannot take, so nothing is written for a bad file.
+    Returns None after printing one `error:` line (unreadable file, bad line, no line at all).
+    """
+    try:
+        text = jsonl.read_text(encoding="utf-8")
+    except OSError as exc:
+        print(f"error: {jsonl}: cannot read ({exc.strerror})", file=sys.stderr)
+        return None
+    lines = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip().startswith("{"):
+            continue
+        try:
+            line = json.loads(raw)
+            check(line)
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            print(f"error: {jsonl}:{number}: not a line of {what} ({exc!r})", file=sys.stderr)
+            return None
+        lines.append(line)
+    if not lines:
+        print(f"error: {jsonl}: no JSON lines found", file=sys.stderr)
+        return None
+    return lines

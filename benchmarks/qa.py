@@ -59,6 +59,7 @@ from common import (  # noqa: E402
     encoderkit_auto_precision,
     logger,
     peak_memory_mb,
+    read_saved_lines,
     release_memory,
     resolved_precision,
     run_context,
@@ -428,27 +429,18 @@ def append_rows(path: Path, heading: str, rows: list[str]) -> None:
     append_table_rows(path, heading, TABLE_HEAD, rows, INTRO, note)
 
 
+def heading_of(line: dict[str, Any]) -> str:
+    return HEADINGS[line["task"].removesuffix("-split")]
+
+
 def append_saved(jsonl: Path, results: Path) -> int:
     """Append table rows for JSON lines saved from an earlier run, each under its task's heading."""
-    try:
-        text = jsonl.read_text(encoding="utf-8")
-    except OSError as exc:
-        print(f"error: {jsonl}: cannot read ({exc.strerror})", file=sys.stderr)
+    lines = read_saved_lines(jsonl, lambda line: (heading_of(line), table_row(line)), "this benchmark")
+    if lines is None:
         return 2
     by_heading: dict[str, list[str]] = {}
-    for number, raw in enumerate(text.splitlines(), 1):
-        if not raw.strip().startswith("{"):
-            continue  # tolerate logs mixed into the file
-        try:
-            line = json.loads(raw)
-            heading = HEADINGS[line["task"].removesuffix("-split")]
-            by_heading.setdefault(heading, []).append(table_row(line))
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            print(f"error: {jsonl}:{number}: not a line of this benchmark ({exc})", file=sys.stderr)
-            return 2
-    if not by_heading:
-        print(f"error: {jsonl}: no JSON lines found", file=sys.stderr)
-        return 2
+    for line in lines:
+        by_heading.setdefault(heading_of(line), []).append(table_row(line))
     for heading, rows in by_heading.items():
         append_rows(results, heading, rows)
         log(f"appended {len(rows)} row(s) to {results} under {heading!r}")

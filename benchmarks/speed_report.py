@@ -7,13 +7,11 @@ subset) still reports `met`, with `as_specified: false`, so nobody mistakes it f
 
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import append_table_rows, logger
+from common import append_table_rows, logger, read_saved_lines
 from qa import INTRO, questions_cell
 
 log = logger("bench-speed")
@@ -241,24 +239,12 @@ def append_lines(results: Path, lines: list[dict[str, Any]]) -> None:
 
 def append_saved(jsonl: Path, results: Path) -> int:
     """Append the JSON lines an earlier run printed (e.g. on the GPU machine) as table rows."""
-    try:
-        text = jsonl.read_text(encoding="utf-8")
-    except OSError as exc:
-        print(f"error: {jsonl}: cannot read ({exc.strerror})", file=sys.stderr)
-        return 2
-    lines = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        if not raw.strip().startswith("{"):
-            continue  # tolerate logs mixed into the file
-        try:
-            line = json.loads(raw)
-            (speed_row if line["benchmark"] == "speed" else scale_row)(line)  # fail before writing
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            print(f"error: {jsonl}:{number}: not a line of benchmarks/speed.py ({exc!r})", file=sys.stderr)
-            return 2
-        lines.append(line)
-    if not lines:
-        print(f"error: {jsonl}: no JSON lines found", file=sys.stderr)
+
+    def check(line: dict[str, Any]) -> None:
+        (speed_row if line["benchmark"] == "speed" else scale_row)(line)
+
+    lines = read_saved_lines(jsonl, check, "benchmarks/speed.py")
+    if lines is None:
         return 2
     append_lines(results, lines)
     return 0

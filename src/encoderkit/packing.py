@@ -32,7 +32,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from encoderkit.errors import UserError
-from encoderkit.training.batching import Encoded
+from encoderkit.training.batching import Encoded, target_tensor
 
 ATTENTION = "encoderkit_packed"
 # Architectures whose embeddings, attention and heads this module knows (MiniLM is a BERT).
@@ -184,9 +184,8 @@ def collate_packed(
         batch["token_type_ids"] = torch.tensor(
             [[t for i in indices for t in data.token_type_ids[i]] + [0] * filler]
         )
-    for key, values in data.targets.items():
-        picked = [values[i] for i in indices]
-        batch[key] = torch.tensor(picked, dtype=torch.float if isinstance(picked[0], float) else torch.long)
+    for key, values in data.targets.items():  # positions count from each sequence's own start
+        batch[key] = target_tensor([values[i] for i in indices])
     return batch
 
 

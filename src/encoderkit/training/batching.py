@@ -96,6 +96,10 @@ def collate(
         picked = [values[i] for i in indices]
         if pad_left and key in data.position_keys:
             picked = [p + width - len(row) for p, row in zip(picked, rows, strict=True)]
-        dtype = torch.float if isinstance(picked[0], float) else torch.long
-        batch[key] = torch.tensor(picked, dtype=dtype)
+        batch[key] = target_tensor(picked)
     return batch
+
+
+def target_tensor(values: list) -> torch.Tensor:
+    """Float targets (regression scores) stay float; labels and token positions are long."""
+    return torch.tensor(values, dtype=torch.float if isinstance(values[0], float) else torch.long)

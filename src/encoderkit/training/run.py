@@ -163,6 +163,7 @@ class _Run:
     echo: Any
     counts: tuple[int, int]  # (trainable, total) parameters
     packed: bool  # training batches are packed sequences (packing.py), not padded
+    position_offset: int  # packed batches: where the model's position ids start (RoBERTa: pad + 1)
     state: LoopState = field(default_factory=LoopState)
     latest: Evaluation | None = None
     fingerprint: dict[str, Any] = field(default_factory=dict)  # stored in each checkpoint
@@ -205,7 +206,7 @@ class _Run:
         training, optimizer = accelerator.prepare(TrainingModel(model), optimizer)
         run = cls(
             config, task, data, tokenizer, run_dir, accelerator, training, optimizer, scheduler, plan, echo,
-            (trainable, total), packed,
+            (trainable, total), packed, packing.position_offset(model),
         )  # fmt: skip
         # The scheduler is stepped by hand (once per optimizer step at any world size) and saved
         # with the loop state, instead of being wrapped by `prepare`.
@@ -240,8 +241,8 @@ class _Run:
         cuda = self.accelerator.device.type == "cuda"
         pad_id, data = self.tokenizer.pad_token_id, self.data.train
         if self.packed:  # token counts rounded to 64 on a GPU: fewer shapes for kernels and compile
-            offset = packing.position_offset(self.network)
-            batch = packing.collate_packed(data, indices, pad_id, offset, multiple_of=64 if cuda else 1)
+            offset, multiple_of = self.position_offset, 64 if cuda else 1
+            batch = packing.collate_packed(data, indices, pad_id, offset, multiple_of)
         else:
             batch = collate(data, indices, pad_id, self.pad_left, 8 if cuda else 1, width)
         if cuda:  # pinned host memory: the copy to the GPU runs without blocking the host
