@@ -4,7 +4,10 @@ never fails a run (corrupt files, unwritable folders) nor hides bad input."""
 from __future__ import annotations
 
 import errno
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +88,8 @@ def outcome(lines: list[str]) -> str:
 
 
 def entries(folder: Path) -> list[Path]:
-    return sorted(folder.iterdir()) if folder.exists() else []
+    """The folder's files, less the per-key lock files (empty, kept so waiters share one inode)."""
+    return sorted(p for p in folder.iterdir() if not p.name.endswith(".lock")) if folder.exists() else []
 
 
 def refuse_prepare(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -199,6 +203,51 @@ def test_a_different_tokenizer_misses(
 
 def test_hub_datasets_are_not_cached(tokenizer: Any, folder: Path) -> None:
     assert cache_key("classification", TrainConfig(train="glue/mrpc:train"), tokenizer, LIMIT) is None
+
+
+# Run by each of the processes below: `prepare_cached` with a `prepare` that records each call and
+# takes long enough that the two processes surely overlap.
+RACER = """
+import sys, time
+from pathlib import Path
+from encoderkit.config import TrainConfig
+from encoderkit.data.cache import prepare_cached
+from encoderkit.modeling import load_tokenizer
+from encoderkit.tasks import get_task
+from encoderkit.tasks.sequence import SequenceTask
+
+model, train, calls = sys.argv[1:4]
+original = SequenceTask.prepare
+
+def slow_prepare(self, *args):
+    with open(calls, "a") as f:
+        f.write("prepare\\n")
+    time.sleep(1.5)
+    return original(self, *args)
+
+SequenceTask.prepare = slow_prepare
+data = prepare_cached(get_task("classification"), TrainConfig(train=train), load_tokenizer(model), 128, print)
+print("features", len(data.train))
+"""
+
+
+def test_processes_starting_together_tokenize_once(
+    tiny_model: str, sentiment: TrainConfig, tmp_path: Path, folder: Path
+) -> None:
+    """The ranks of a torchrun launch all miss the cache at once; only one may tokenize."""
+    calls = tmp_path / "calls.txt"
+    env = {**os.environ, "ENCODERKIT_CACHE": str(folder), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-c", RACER, tiny_model, str(sentiment.train), str(calls)]
+    racers = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
+    racers.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    results = [racer.communicate(timeout=120) for racer in racers]
+    for racer, (_, err) in zip(racers, results, strict=True):
+        assert racer.returncode == 0, err[-2000:]
+    assert calls.read_text().splitlines() == ["prepare"], "tokenized by one process only"
+    outs = sorted(outcome(out.splitlines()) for out, _ in results)
+    assert outs == ["hit", "stored"]
+    assert all("features 40" in out for out, _ in results)
+    assert len(entries(folder)) == 1
 
 
 # --- the cache never fails a run ---------------------------------------------------------------------

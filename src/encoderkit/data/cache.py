@@ -77,11 +77,29 @@ def prepare_cached(
         return task.prepare(config, tokenizer, model_limit)
     path = cache_dir() / f"{key}.pkl"
     entry = _load(path, key)
-    if entry is not None:
-        sys.stdout.write(entry.printed)  # where `prepare` printed it, so the console looks the same
-        _restore_task(task, entry.task_state, config)
-        echo(f"tokenized data: from cache ({key[:12]})")
-        return entry.data
+    if entry is None:
+        # The processes of a torchrun launch (or runs started together) miss together: the first to
+        # take the key's lock tokenizes and stores, the others wait and then read its entry, so
+        # the data is tokenized once, not once per process.
+        with _key_lock(path.with_name(f".{key}.lock")):
+            entry = _load(path, key)
+            if entry is None:
+                return _prepare_and_store(task, config, tokenizer, model_limit, path, key, echo)
+    sys.stdout.write(entry.printed)  # where `prepare` printed it, so the console looks the same
+    _restore_task(task, entry.task_state, config)
+    echo(f"tokenized data: from cache ({key[:12]})")
+    return entry.data
+
+
+def _prepare_and_store(
+    task: Task,
+    config: Any,
+    tokenizer: Any,
+    model_limit: int,
+    path: Path,
+    key: str,
+    echo: Callable[[str], None],
+) -> PreparedData:
     with _tee_stdout() as printed:
         data = task.prepare(config, tokenizer, model_limit)
     problem = _store(path, CacheEntry(key, data, printed.getvalue(), _task_state(task)))
@@ -176,6 +194,24 @@ def _store(path: Path, entry: CacheEntry) -> str | None:
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)  # after os.replace it is gone already
+
+
+@contextlib.contextmanager
+def _key_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created if missing) for the block; the OS frees it if the
+    process dies. Where no lock can be had (no fcntl, a read-only folder) the block runs unlocked:
+    the worst case is tokenizing twice, as without the lock."""
+    try:
+        import fcntl
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("a")
+    except (ImportError, OSError):
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+        yield
 
 
 def _task_state(task: Task) -> dict[str, Any]:
