@@ -51,6 +51,12 @@ class TrainConfig:
     max_steps: int | None = _f(None, "stop after this many optimizer steps (overrides epochs)")
     batch_size: int = _f(32, "examples per optimizer step (the global batch)")
     grad_accum: int = _f(1, "split each batch into N micro-batches (same result, less memory)")
+    batch_tokens: int | None = _f(
+        None,
+        "token budget per micro-batch instead of a fixed number of examples: examples of similar "
+        "length, as many as fit (count x longest <= N); replaces --batch-size (a step is "
+        "--grad-accum such micro-batches)",
+    )
     eval_batch_size: int = _f(128, "examples per evaluation forward pass")
     lr: float | None = _f(
         None, "peak learning rate (AdamW); default per strategy: full/scratch 1e-4, frozen/lora 1e-3"
@@ -189,7 +195,7 @@ def validate(config: TrainConfig) -> None:
     positive = ["batch_size", "grad_accum", "eval_batch_size", "doc_stride", "max_query_length"]
     positive += ["n_best", "max_answer_length", "lora_r", "lora_alpha"]
     # None means "the default"; 0 is not a step count (it used to be silently read as None).
-    optional = ("lr", "max_steps", "logging_steps", "eval_steps")
+    optional = ("lr", "max_steps", "logging_steps", "eval_steps", "batch_tokens")
     positive += [n for n in optional if getattr(config, n) is not None]
     for name in positive:
         value = getattr(config, name)
@@ -199,7 +205,7 @@ def validate(config: TrainConfig) -> None:
         raise UserError(f"field 'save_steps': must be >= 0 (0: only at epoch ends), got {config.save_steps}")
     if config.keep_checkpoints < 1:
         raise UserError(f"field 'keep_checkpoints': must be >= 1, got {config.keep_checkpoints}")
-    if config.batch_size % config.grad_accum:
+    if config.batch_tokens is None and config.batch_size % config.grad_accum:
         raise UserError(
             f"field 'grad_accum': {config.grad_accum} does not divide batch_size {config.batch_size}"
         )

@@ -91,6 +91,8 @@ def build_cases(d: Path, tiny: str) -> dict[str, Case]:
     train_case("bad_utf8_line_3", latin1, [f"{latin1}:3: ", "UTF-8"])
 
     train_case("batch_size_0", good, ["'batch_size'", "> 0"], "--batch-size", "0")
+    # The toy rows are 6-16 tokens long: a budget of 6 cannot hold the longest.
+    train_case("batch_tokens_below_longest", good, ["'batch_tokens'", "longest"], "--batch-tokens", "6")
     train_case("unknown_flag", good, ["--learning-rate"], "--learning-rate", "0.1")
 
     config = lines(d / "run.yaml", f"train: {good}", "epochs: 1", "bogus_field: 3")

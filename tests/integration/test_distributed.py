@@ -188,6 +188,19 @@ def test_two_processes_train_like_one(runs: dict[str, Any], task: str) -> None:
     assert set(differ) <= noise_only, differ
 
 
+def test_token_budget_batches_train_like_one_process(
+    model: str, data: dict[str, Path], tmp_path: Path
+) -> None:
+    """`--batch-tokens` is global like `--batch-size`: each budget micro-batch is dealt over the
+    ranks, so 2 processes compute the steps of 1 (the toy rows are 6-16 tokens: 5-10 per batch)."""
+    args = [*CLASSIFICATION, "--batch-tokens", "80", "--grad-accum", "2"]
+    runs = {procs: tmp_path / f"budget-{procs}" for procs in (1, 2)}
+    for procs, run in runs.items():
+        ok(train(procs, model, data["cls_train"], data["cls_eval"], run, args))
+    assert_same_run(runs[1], runs[2])
+    assert metrics(runs[1])["steps"] != 2 * 9, "set by the budget, not --batch-size"
+
+
 def test_evaluation_sees_every_example_once(runs: dict[str, Any], data: dict[str, Path]) -> None:
     """The gathered 2-process evaluation equals a plain 1-process `evaluate` of the saved model."""
     for task in ("cls", "qa"):

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from encoderkit.cli import main
+from encoderkit.training.batching import token_budget_batches
 from tests.conftest import sentiment_rows, write_jsonl
 
 FAST = ["--batch-size", "8", "--lr", "3e-3", "--eval-batch-size", "16"]
@@ -179,6 +180,34 @@ def test_resume_after_kill_reproduces_uninterrupted_weights(
     log_a = (straight / "log.jsonl").read_text().splitlines()
     log_b = (killed / "log.jsonl").read_text().splitlines()
     assert _without_timings(log_a) == _without_timings(log_b)
+
+
+def test_token_budget_batches_train_and_resume_exactly(
+    tiny_model: str, sentiment_files: tuple[str, str], tmp_path: Path
+) -> None:
+    train, dev = sentiment_files
+    budget = ["--batch-tokens", "64", "--max-length", "64"]  # the toy rows are 6-16 tokens: none cut
+    common = ["--eval", dev, "--epochs", "2", "--save-steps", "4", "--eval-steps", "6", *budget]
+    straight = tmp_path / "straight"
+    assert run_cli(*train_args(tiny_model, train, straight, *common)) == 0
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    texts = [json.loads(line)["text"] for line in Path(train).read_text().splitlines()]
+    lengths = [len(tokenizer(t)["input_ids"]) for t in texts]
+    per_epoch = len(token_budget_batches(lengths, 64, seed=42, epoch=0))
+    metrics = json.loads((straight / "metrics.json").read_text())
+    assert metrics["steps"] == 2 * per_epoch and per_epoch != 96 // 8  # not --batch-size's 12
+    assert yaml.safe_load((straight / "config.yaml").read_text())["batch_tokens"] == 64
+
+    killed = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "encoderkit", *train_args(tiny_model, train, killed, *common)]
+    env = {**os.environ, "ENCODERKIT_KILL_AT_STEP": str(per_epoch + 2)}  # in the second epoch
+    assert subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300).returncode == -9
+    resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = _weights(straight), _weights(killed)
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
+    log_a = (straight / "log.jsonl").read_text().splitlines()
+    assert _without_timings(log_a) == _without_timings((killed / "log.jsonl").read_text().splitlines())
 
 
 def _without_timings(lines: list[str]) -> list[dict]:

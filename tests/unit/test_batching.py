@@ -12,7 +12,13 @@ import torch
 
 from encoderkit.data.lengths import length_stats, suggest_max_length
 from encoderkit.evaluation.metrics import classification_metrics, regression_metrics
-from encoderkit.training.batching import Encoded, collate, length_grouped_batches, sorted_batches
+from encoderkit.training.batching import (
+    Encoded,
+    collate,
+    length_grouped_batches,
+    sorted_batches,
+    token_budget_batches,
+)
 from encoderkit.training.state import Plan, auto_epochs, make_plan
 
 R = random.Random(0)
@@ -73,6 +79,70 @@ def test_sorted_batches_cover_everything_longest_first() -> None:
     big = sorted_batches(LENGTHS, 64)
     assert sorted(flat(big)) == list(range(len(LENGTHS)))
     assert [LENGTHS[i] for i in flat(big)] == sorted(LENGTHS, reverse=True)
+
+
+# --- token-budget batches -----------------------------------------------------------------------
+
+BUDGET = 1024
+
+
+def cost(batch: list[int], lengths: list[int]) -> int:
+    """The padded size of a batch: examples x longest."""
+    return len(batch) * max(lengths[i] for i in batch)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 1000])
+@pytest.mark.parametrize("epoch", [0, 1])
+def test_budget_batches_partition_the_indices_within_the_budget(n: int, epoch: int) -> None:
+    lengths = LENGTHS[:n]
+    batches = token_budget_batches(lengths, BUDGET, seed=1, epoch=epoch)
+    assert sorted(flat(batches)) == list(range(n))
+    assert all(cost(b, lengths) <= BUDGET for b in batches)
+
+
+def test_budget_batches_are_as_full_as_the_length_order_allows() -> None:
+    """Cut greedily in length order: one more example of the batch's own length would not fit,
+    except in the batch that ends the order (the shortest examples)."""
+    batches = token_budget_batches(LENGTHS, BUDGET, seed=2, epoch=0)
+    shortest = min(range(len(LENGTHS)), key=lambda i: LENGTHS[i])
+    for b in batches:
+        longest = max(LENGTHS[i] for i in b)
+        assert (len(b) + 1) * longest > BUDGET or shortest in b
+    # Many short examples per batch, few long ones: the batch size follows the length.
+    by_length = sorted(batches, key=lambda b: max(LENGTHS[i] for i in b))
+    assert len(by_length[0]) >= 5 * len(by_length[-1])
+
+
+def test_budget_batches_group_by_length_and_cut_padding() -> None:
+    budget = token_budget_batches(LENGTHS, BUDGET, seed=0, epoch=0)
+    fixed = length_grouped_batches(LENGTHS, BS, seed=0, epoch=0, group_by_length=False)
+    assert padding(budget, LENGTHS) < 0.05 * padding(fixed, LENGTHS)
+
+
+def test_budget_batches_keep_their_count_but_change_across_epochs() -> None:
+    epochs = [token_budget_batches(LENGTHS, BUDGET, seed=3, epoch=e) for e in range(3)]
+    assert epochs[0] == token_budget_batches(LENGTHS, BUDGET, seed=3, epoch=0)
+    assert len({len(e) for e in epochs}) == 1, "a fixed number of steps per epoch"
+    assert epochs[0] != epochs[1] != epochs[2]
+    as_sets = [{frozenset(b) for b in e} for e in epochs[:2]]
+    assert len(as_sets[0] & as_sets[1]) < len(as_sets[0]) // 2, "equal lengths meet other neighbours"
+    assert epochs[0] != token_budget_batches(LENGTHS, BUDGET, seed=4, epoch=0)
+
+
+@pytest.mark.parametrize("epoch", range(3))
+def test_budget_batches_start_with_the_costliest(epoch: int) -> None:
+    batches = token_budget_batches(LENGTHS, BUDGET, seed=0, epoch=epoch)
+    assert cost(batches[0], LENGTHS) == max(cost(b, LENGTHS) for b in batches)
+
+
+def test_an_example_over_the_budget_is_a_batch_alone() -> None:
+    batches = token_budget_batches([5, 50, 5, 5], 20, seed=0, epoch=0)
+    assert [1] in batches and sorted(flat(batches)) == [0, 1, 2, 3]
+
+
+def test_plan_counts_budget_batches_as_given() -> None:
+    plan = make_plan(100, 32, 2, 3, None, None, None, None, batches_per_epoch=9)
+    assert (plan.batches_per_epoch, plan.steps_per_epoch, plan.total_steps) == (9, 5, 15)
 
 
 # --- collate ------------------------------------------------------------------------------------

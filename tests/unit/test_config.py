@@ -146,6 +146,7 @@ def test_bad_values_name_the_field(field: str, raw: Any) -> None:
         ({"eval_batch_size": 0}, "eval_batch_size"),
         ({"batch_size": 32, "grad_accum": 3}, "grad_accum"),
         ({"grad_accum": 0}, "grad_accum"),
+        ({"batch_tokens": 0}, "batch_tokens"),
         ({"lr": 0}, "lr"),
         ({"lr": "nan"}, "lr"),
         ({"epochs": 0}, "epochs"),

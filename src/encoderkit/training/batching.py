@@ -1,7 +1,8 @@
-"""Tokenized examples, length-grouped batch order, and dynamic padding.
+"""Tokenized examples, length-grouped or token-budget batch order, and dynamic padding.
 
-Batch order is a pure function of (lengths, batch size, seed, epoch): a resumed run recomputes
-the same epoch and skips the batches it already trained on, so no sampler state is needed.
+Batch order is a pure function of (lengths, batch size or token budget, seed, epoch): a resumed
+run recomputes the same epoch and skips the batches it already trained on, so no sampler state
+is needed.
 """
 
 from __future__ import annotations
@@ -59,6 +60,36 @@ def length_grouped_batches(
     batches = [batches[k] for k in batch_order]
     longest = max(range(len(batches)), key=lambda k: max(lengths_arr[batches[k]]))
     batches[0], batches[longest] = batches[longest], batches[0]
+    return batches
+
+
+def token_budget_batches(lengths: Sequence[int], max_tokens: int, seed: int, epoch: int) -> list[list[int]]:
+    """Shuffled batches of similar length, each as large as fits `max_tokens` when padded.
+
+    A batch's cost is (examples x its longest example): the size of the padded tensor, and close
+    to the real token count since neighbours in length order are alike. Examples are sorted by
+    length, ties broken by this epoch's shuffle, and cut greedily longest first; the batch order
+    is then shuffled, with the costliest batch first. The cuts depend on the sorted lengths alone,
+    so every epoch has the same number of batches (a fixed plan and schedule), while examples of
+    equal length meet other neighbours each epoch. An example longer than `max_tokens` is a batch
+    by itself (train() refuses such a budget first).
+    """
+    rng = np.random.default_rng([seed, epoch])
+    lengths_arr = np.asarray(lengths)
+    order = rng.permutation(len(lengths_arr))
+    order = order[np.argsort(-lengths_arr[order], kind="stable")]
+    batches: list[list[int]] = []
+    start = 0
+    for i in range(1, len(order)):
+        if (i - start + 1) * lengths_arr[order[start]] > max_tokens:  # order[start] is the longest
+            batches.append(order[start:i].tolist())
+            start = i
+    if len(order):
+        batches.append(order[start:].tolist())
+    batches = [batches[k] for k in rng.permutation(len(batches))]
+    if batches:
+        costliest = max(range(len(batches)), key=lambda k: len(batches[k]) * lengths_arr[batches[k][0]])
+        batches[0], batches[costliest] = batches[costliest], batches[0]
     return batches
 
 

@@ -25,7 +25,7 @@ import torch
 from accelerate import Accelerator
 
 from encoderkit.training import faults
-from encoderkit.training.batching import Encoded, length_grouped_batches
+from encoderkit.training.batching import Encoded
 from encoderkit.training.callbacks import Callback
 from encoderkit.training.sharding import shard_step
 from encoderkit.training.signals import Interrupted, stop_between_steps
@@ -33,6 +33,8 @@ from encoderkit.training.state import LoopState, Plan
 
 # (feature indices, width to pad to or None) -> a batch for the model: padded or packed (run.py).
 MakeBatch = Callable[[list[int], "int | None"], dict[str, Any]]
+# epoch -> that epoch's micro-batches (feature indices), a pure function of the epoch (run.py).
+EpochBatches = Callable[[int], list[list[int]]]
 
 
 class Diverged(Exception):
@@ -53,10 +55,8 @@ def fit(
     state: LoopState,
     callbacks: Sequence[Callback],
     *,
-    batch_size: int,
+    epoch_batches: EpochBatches,
     grad_accum: int,
-    seed: int,
-    group_by_length: bool,
     max_grad_norm: float,
     make_batch: MakeBatch,
 ) -> LoopState:
@@ -66,7 +66,6 @@ def fit(
         Diverged: a nan/inf loss or gradient norm, found before it reached the weights.
         Interrupted: SIGINT/SIGTERM; the step in progress was finished and a checkpoint saved.
     """
-    micro_size = batch_size // grad_accum
     world, rank = accelerator.num_processes, accelerator.process_index
     for cb in callbacks:
         cb.on_train_begin(state)
@@ -74,8 +73,8 @@ def fit(
     with stop_between_steps() as stop:
         interrupted = _anyone(accelerator, stop.requested)
         while state.global_step < plan.total_steps and not state.should_stop and not interrupted:
-            batches = length_grouped_batches(data.lengths, micro_size, seed, state.epoch, group_by_length)
-            # Resume mid-epoch: the order is recomputed from (seed, epoch); skip what was done.
+            batches = epoch_batches(state.epoch)
+            # Resume mid-epoch: the order is recomputed from the epoch; skip what was done.
             for first in range(state.batch_in_epoch, len(batches), grad_accum):
                 group = batches[first : first + grad_accum]
                 started = time.perf_counter()

@@ -18,7 +18,7 @@ from encoderkit.training.state import LoopState
 
 METADATA_FILE = "encoderkit.json"
 HYPERPARAMETERS = (
-    "epochs", "max_steps", "batch_size", "grad_accum", "lr", "weight_decay", "warmup_ratio",
+    "epochs", "max_steps", "batch_size", "batch_tokens", "grad_accum", "lr", "weight_decay", "warmup_ratio",
     "max_grad_norm", "max_length", "seed", "precision", "strategy",
 )  # fmt: skip
 

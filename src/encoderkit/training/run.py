@@ -37,7 +37,7 @@ from encoderkit.modeling import (
 )
 from encoderkit.tasks import Evaluation, PreparedData, Task, get_task
 from encoderkit.training import failures, faults, run_folder, signals
-from encoderkit.training.batching import collate, sorted_batches
+from encoderkit.training.batching import collate, length_grouped_batches, sorted_batches, token_budget_batches
 from encoderkit.training.callbacks import (
     Callback,
     Checkpointer,
@@ -90,7 +90,8 @@ def train(config: TrainConfig, echo: Any = print) -> RunResult:
     """
     assert config.output is not None
     launch = launch_from_env()
-    check_launch(config.batch_size, config.grad_accum, launch.world)  # on every process: all exit 2
+    if config.batch_tokens is None:  # (a token budget has no example count to divide)
+        check_launch(config.batch_size, config.grad_accum, launch.world)  # on every process: all exit 2
     if not launch.is_main:
         # The main process owns the folder; the others only read checkpoints from it.
         with signals.sigterm_raises():
@@ -98,6 +99,24 @@ def train(config: TrainConfig, echo: Any = print) -> RunResult:
     # One writer per folder. SIGTERM unwinds like Ctrl-C, so the lock and cleanup still run.
     with signals.sigterm_raises(), RunFolderLock(Path(config.output)) as lock:
         return _train(config, lock, echo, launch)
+
+
+def epoch_batches(config: TrainConfig, lengths: list[int], epoch: int) -> list[list[int]]:
+    """The micro-batches of one epoch: a token budget each (`--batch-tokens`), or a fixed number
+    of examples (`--batch-size / --grad-accum`), grouped by length unless told not to."""
+    if config.batch_tokens is not None:
+        return token_budget_batches(lengths, config.batch_tokens, config.seed, epoch)
+    micro = config.batch_size // config.grad_accum
+    return length_grouped_batches(lengths, micro, config.seed, epoch, config.group_by_length)
+
+
+def check_budget(batch_tokens: int | None, lengths: list[int]) -> None:
+    """A token budget must hold the longest training example (else that batch would exceed it)."""
+    if batch_tokens is not None and batch_tokens < max(lengths):
+        raise UserError(
+            f"field 'batch_tokens': {batch_tokens} is below the longest training example "
+            f"({max(lengths)} tokens); raise it or lower --max-length"
+        )
 
 
 def _silent(*args: Any, **kwargs: Any) -> None:
@@ -116,6 +135,7 @@ def _train(config: TrainConfig, lock: RunFolderLock | None, echo: Any, launch: L
     # before; otherwise each process tokenizes (deterministic: the same on all) and stores it.
     data = prepare_cached(task, config, tokenizer, model_max_length(model_config, tokenizer), echo)
     check_data(len(data.train), launch.world)
+    check_budget(config.batch_tokens, data.train.lengths)
     epochs = auto_epochs(len(data.train)) if config.epochs == "auto" else config.epochs
     metric = config.metric_for_best or task.default_metric
     lr = config.lr if config.lr is not None else default_lr(config.strategy)
@@ -198,6 +218,7 @@ class _Run:
         plan = make_plan(
             len(data.train), config.batch_size, config.grad_accum, config.epochs,
             config.max_steps, config.logging_steps, config.eval_steps, config.save_steps,
+            batches_per_epoch=len(epoch_batches(config, data.train.lengths, 0)),
         )  # fmt: skip
         assert config.lr is not None  # resolved by train()
         optimizer = adamw(model, config.lr, config.weight_decay)
@@ -345,8 +366,8 @@ class _Run:
         c = self.config
         fit(
             self.accelerator, self.model, self.optimizer, self.scheduler, self.data.train, self.plan,
-            self.state, self.callbacks(), batch_size=c.batch_size, grad_accum=c.grad_accum, seed=c.seed,
-            group_by_length=c.group_by_length, max_grad_norm=c.max_grad_norm, make_batch=self.make_batch,
+            self.state, self.callbacks(), grad_accum=c.grad_accum, max_grad_norm=c.max_grad_norm,
+            make_batch=self.make_batch, epoch_batches=lambda e: epoch_batches(c, self.data.train.lengths, e),
         )  # fmt: skip
 
     def finish(self, wall_s: float) -> RunResult:

@@ -69,9 +69,12 @@ def make_plan(
     logging_steps: int | None,
     eval_steps: int | None,
     save_steps: int | None,
+    batches_per_epoch: int | None = None,
 ) -> Plan:
+    """Step counts of a run; `batches_per_epoch` (micro-batches) when the batches are not a fixed
+    number of examples (`--batch-tokens`), else from the data size and the micro-batch size."""
     micro = max(1, batch_size // grad_accum)
-    batches = math.ceil(num_examples / micro)
+    batches = batches_per_epoch or math.ceil(num_examples / micro)
     steps_per_epoch = math.ceil(batches / grad_accum)
     if epochs == "auto":
         epochs = auto_epochs(num_examples)
