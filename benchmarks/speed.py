@@ -77,6 +77,9 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "no-compile": ("--no-compile",),
     "no-group-by-length": ("--no-group-by-length",),
     "padded-plain": ("--no-unpad", "--no-compile", "--no-group-by-length"),
+    # Not the peer's hyperparameters: batches of batch_size x max_length tokens (the peer's padded
+    # batch) instead of batch_size examples, so short examples come in larger batches, fewer steps.
+    "token-budget": ("--batch-tokens", "BS_X_MAX_LENGTH"),
 }
 # `auto` turns unpadding and compilation on only on CUDA: on a CPU those two variants equal `same`.
 CPU_VARIANTS = ("same", "padded-plain")
@@ -139,6 +142,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.limit_eval = BERT_BASE_EVAL
     speed_scale.check_arguments(ap, args)
     return args
+
+
+def variant_flags(name: str, bs: int, max_length: int) -> tuple[str, ...]:
+    """The variant's `encoderkit train` flags, with the token budget of this run filled in."""
+    return tuple(str(bs * max_length) if f == "BS_X_MAX_LENGTH" else f for f in VARIANTS[name])
 
 
 def flag_overrides(flags: Sequence[str]) -> dict[str, Any]:
@@ -279,10 +287,11 @@ def compare_squad(
         context = {**context, "model": f"bert-base shape, random init ({args.model} tokenizer)"}
     for name in variants:
         overrides = {"qa_metric": "squad", **qa.same_overrides(epochs, precision, bs)}
-        overrides.update(flag_overrides(VARIANTS[name]))
+        flags = variant_flags(name, bs, qa.MAX_LEN)
+        overrides.update(flag_overrides(flags))
         if args.bert_base:
             overrides["max_steps"] = max_steps
-        log(f"squad-split {mode}: encoderkit, variant {name} {' '.join(VARIANTS[name])}")
+        log(f"squad-split {mode}: encoderkit, variant {name} {' '.join(flags)}")
         floor = reset_peak_memory()
         ek = qa.encoderkit_side(ek_model, train_path, eval_path, work / f"encoderkit-{name}", overrides)
         release_memory()
@@ -292,7 +301,7 @@ def compare_squad(
         yield speed_line(
             base,
             mode,
-            VARIANTS[name],
+            flags,
             run_setting(args, context, bs, epochs),
             ("F1", peer["f1"], ek["last_f1"], ek["f1"]),
             memory.fields(ek["peak_memory_mb"], floor),
@@ -318,8 +327,9 @@ def compare_sst2(
     release_memory()
     log(f"peer {json.dumps(peer)}")
     for name in variants:
-        overrides = {**classification.same_overrides(recipe, precision), **flag_overrides(VARIANTS[name])}
-        log(f"sst2: encoderkit, variant {name} {' '.join(VARIANTS[name])}")
+        flags = variant_flags(name, recipe.bs, recipe.max_len)
+        overrides = {**classification.same_overrides(recipe, precision), **flag_overrides(flags)}
+        log(f"sst2: encoderkit, variant {name} {' '.join(flags)}")
         floor = reset_peak_memory()
         ek = classification.run_encoderkit(
             args.model, data.train_jsonl, data.eval_jsonl, work / "sst2" / f"encoderkit-{name}", overrides
@@ -329,7 +339,7 @@ def compare_sst2(
         yield speed_line(
             base,
             "compare",
-            VARIANTS[name],
+            flags,
             run_setting(args, context, recipe.bs, recipe.epochs),
             ("acc", peer["accuracy"], ek["last_accuracy"], ek["accuracy"]),
             memory.fields(ek["peak_memory_mb"], floor),
@@ -369,8 +379,8 @@ def measure(
     if args.scale:
         return speed_scale.run_scale(args, work, context, flag_overrides)
     variants = args.variants or list(VARIANTS if torch.cuda.is_available() else CPU_VARIANTS)
-    for name in variants:
-        flag_overrides(VARIANTS[name])  # a flag this encoderkit does not know fails now, not after the peer
+    for name in variants:  # a flag this encoderkit does not know fails now, not after the peer
+        flag_overrides(variant_flags(name, 32, 384))
     compare = compare_sst2 if args.task == "sst2" else compare_squad
     return compare(args, work, model_path, context, variants)
 
