@@ -11,6 +11,7 @@ from encoderkit import packing
 from encoderkit.training.batching import Encoded, collate, sorted_batches
 
 OUTPUT_KEYS = ("logits", "start_logits", "end_logits")
+PER_TOKEN_KEYS = ("start_logits", "end_logits")  # QA: post-processed by n-best search (top_spans)
 
 
 Outputs = dict[str, torch.Tensor]
@@ -27,15 +28,18 @@ def forward_all(
     autocast: Callable[[], AbstractContextManager] = nullcontext,
     packed: bool = False,
 ) -> Outputs:
-    """Model outputs for every feature, in the input order, as float32 CPU tensors.
+    """Model outputs for every feature, in the input order, as float32 tensors.
 
-    `autocast` is a factory (e.g. `accelerator.autocast`), entered once per batch. `packed`: batches
-    go through the unpadded path (packing.py; the model must have been `packing.enable`d).
-    Per-token outputs (QA start/end logits, [N, L]) are padded to the longest feature with -inf
-    on the side the tokenizer pads, so token positions keep their meaning.
+    Sequence logits come back on the CPU (for the metrics); QA's per-token logits stay on the
+    model's device, so the n-best search over them runs there too (on a GPU: no [F, L] copy, and
+    the top-k over all windows in one kernel per chunk). `autocast` is a factory (e.g.
+    `accelerator.autocast`), entered once per batch. `packed`: batches go through the unpadded
+    path (packing.py; the model must have been `packing.enable`d). Per-token outputs (QA
+    start/end logits, [N, L]) are padded to the longest feature with -inf on the side the
+    tokenizer pads, so token positions keep their meaning.
     """
     batches = sorted_batches(data.lengths, batch_size)
-    shard = forward_batches(model, data, batches, device, pad_id, pad_left, autocast, packed)
+    shard = forward_batches(model, data, batches, device, pad_id, pad_left, autocast, packed, to_cpu=False)
     return merge_shards([shard], pad_left)
 
 
@@ -49,8 +53,13 @@ def forward_batches(
     pad_left: bool = False,
     autocast: Callable[[], AbstractContextManager] = nullcontext,
     packed: bool = False,
+    to_cpu: bool = True,
 ) -> Shard:
-    """Outputs of the given batches only (one process's share of an evaluation), in batch order."""
+    """Outputs of the given batches only (one process's share of an evaluation), in batch order.
+
+    With `to_cpu` (what a shard gathered across processes needs) every output comes to the CPU;
+    without, QA's per-token logits stay on `device`.
+    """
     was_training = model.training
     if was_training:  # `eval()` walks every module: ~3 ms per call, a quarter of a short served request
         model.eval()
@@ -72,7 +81,8 @@ def forward_batches(
         for key in OUTPUT_KEYS:
             value = out.get(key)
             if value is not None:
-                pieces.setdefault(key, []).append(value.float().cpu())
+                keep = key in PER_TOKEN_KEYS and not to_cpu
+                pieces.setdefault(key, []).append(value.float() if keep else value.float().cpu())
         order.extend(indices)
     if was_training:
         model.train()
@@ -91,7 +101,8 @@ def merge_shards(shards: Sequence[Shard], pad_left: bool) -> Outputs:
     inverse = torch.empty(len(order), dtype=torch.long)
     inverse[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))
     parts = {key: [outputs[key] for indices, outputs in shards if indices] for key in keys}
-    return {key: _cat(tensors, pad_left)[inverse] for key, tensors in parts.items()}
+    merged = {key: _cat(tensors, pad_left) for key, tensors in parts.items()}
+    return {key: tensor[inverse.to(tensor.device)] for key, tensor in merged.items()}
 
 
 def _cat(parts: list[torch.Tensor], pad_left: bool) -> torch.Tensor:
