@@ -132,7 +132,7 @@ def _train(config: TrainConfig, lock: RunFolderLock | None, echo: Any, launch: L
     model_config = load_config(config.model)
     tokenizer = load_tokenizer(config.model)
     # Tokenized data comes from the on-disk cache when this data, tokenizer and settings were seen
-    # before; otherwise each process tokenizes (deterministic: the same on all) and stores it.
+    # before; otherwise the first process to get there tokenizes and stores it, the others wait.
     data = prepare_cached(task, config, tokenizer, model_max_length(model_config, tokenizer), echo)
     check_data(len(data.train), launch.world)
     check_budget(config.batch_tokens, data.train.lengths)
