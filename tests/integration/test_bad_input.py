@@ -157,6 +157,7 @@ CASE_IDS = [
     "unknown_model_offline",
     "bad_utf8_line_3",
     "batch_size_0",
+    "batch_tokens_below_longest",
     "unknown_flag",
     "config_unknown_field",
     "finished_run_without_overwrite",
