@@ -149,9 +149,12 @@ def setup_notes(config: TrainConfig, strategies: list[str]) -> list[str]:
         lr = f"learning rate: each strategy's default ({lrs})"
     else:
         lr = f"learning rate: {config.lr:g} for every strategy"
+    batch = f"batch size ({config.batch_size})"
+    if config.batch_tokens is not None:
+        batch = f"token budget per micro-batch ({config.batch_tokens})"
     return [
         f"model: {config.model}; train: {config.train}; eval: {config.eval}",
-        f"same data, seed ({config.seed}), batch size ({config.batch_size}) and budget "
+        f"same data, seed ({config.seed}), {batch} and budget "
         f"(epochs {config.epochs}, max_steps {config.max_steps}) for every strategy",
         lr,
         "peak_memory_mb: peak GPU memory allocated by torch, or the training process's peak RSS on CPU",

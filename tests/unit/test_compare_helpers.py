@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from encoderkit.compare import parse_strategies, prepare_folder, strategy_config
+from encoderkit.compare import parse_strategies, prepare_folder, setup_notes, strategy_config
 from encoderkit.config import build_config
 from encoderkit.errors import UserError
 from encoderkit.reporting.comparison import StrategyResult
@@ -59,3 +59,11 @@ def test_row_reads_the_metric_before_training() -> None:
     row = StrategyResult("frozen", metrics, log, "accuracy").row()
     assert row["trainable_pct"] == 25.0 and row["before_accuracy"] == 0.5 and row["accuracy"] == 0.9
     assert "steps" not in row
+
+
+def test_setup_notes_name_the_batch_rule_in_use() -> None:
+    base = {"train": "t.jsonl", "output": "out"}
+    by_count = " ".join(setup_notes(build_config(base, {"batch_size": 16}), ["full"]))
+    by_tokens = " ".join(setup_notes(build_config(base, {"batch_tokens": 4096}), ["full"]))
+    assert "batch size (16)" in by_count and "token budget" not in by_count
+    assert "token budget per micro-batch (4096)" in by_tokens and "batch size" not in by_tokens
