@@ -238,8 +238,10 @@ def test_processes_starting_together_tokenize_once(
     calls = tmp_path / "calls.txt"
     env = {**os.environ, "ENCODERKIT_CACHE": str(folder), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-c", RACER, tiny_model, str(sentiment.train), str(calls)]
-    racers = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
-    racers.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    racers = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     results = [racer.communicate(timeout=120) for racer in racers]
     for racer, (_, err) in zip(racers, results, strict=True):
         assert racer.returncode == 0, err[-2000:]
