@@ -34,6 +34,7 @@ demo: install
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/lint-imports  # the layers of pyproject.toml: no import points up
 
 typecheck: install
 	$(VENV)/bin/mypy

@@ -1,10 +1,12 @@
-"""What every benchmark script shares: the machine, the commit, precision rules, warm-up."""
+"""The machine a benchmark runs on: device, commit, precision rules, memory windows, warm-up.
+
+The run itself (command line, sides, results tables) is `harness.py`.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import os
 import platform
 import subprocess
@@ -60,7 +62,7 @@ def git_commit() -> str:
         return "unknown"
 
 
-def logger(prefix: str):
+def logger(prefix: str) -> Callable[[str], None]:
     def log(message: str) -> None:
         print(f"[{prefix}] {message}", file=sys.stderr, flush=True)
 
@@ -121,7 +123,10 @@ def warm_up(model: torch.nn.Module, targets: dict[str, torch.Tensor], seq_len: i
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
     batch = len(next(iter(targets.values())))
-    ids = torch.randint(1000, 2000, (batch, seq_len), device=device)
+    # Ids 1000-2000 (ordinary word pieces of a real vocabulary), inside a tiny test model's vocabulary.
+    config: Any = model.config  # a transformers model's
+    high = min(2000, int(config.vocab_size))
+    ids = torch.randint(min(1000, high // 2), high, (batch, seq_len), device=device)
     labels = {k: v.to(device) for k, v in targets.items()}
     for _ in range(3):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"):
@@ -131,82 +136,3 @@ def warm_up(model: torch.nn.Module, targets: dict[str, torch.Tensor], seq_len: i
         optimizer.zero_grad(set_to_none=True)
     del model, optimizer
     release_memory()
-
-
-def run_context(model: str, precision: str, commit: str | None) -> dict[str, str]:
-    """The fields every result line starts with: when, what code, which model, which machine."""
-    import datetime as dt
-
-    import transformers
-
-    return {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
-        "commit": commit or git_commit(),
-        "model": model,
-        "device": device_name(),
-        "precision": precision,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-    }
-
-
-def work_folder(stack: contextlib.ExitStack, work_dir: str | None, prefix: str) -> Path:
-    """`--work-dir` when given (kept), else a temporary folder removed when `stack` closes."""
-    import tempfile
-
-    if work_dir:
-        Path(work_dir).mkdir(parents=True, exist_ok=True)
-        return Path(work_dir)
-    return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
-
-
-def append_table_rows(
-    path: Path, heading: str, table_head: list[str], rows: list[str], intro: str, note: str = ""
-) -> None:
-    """Append rows to the table under `heading` in a Markdown file; create the file (with `intro`),
-    the section (with `note`) or the table when missing. Other sections are left as they are."""
-    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else intro.rstrip().splitlines()
-    if heading not in lines:
-        while lines and not lines[-1].strip():
-            lines.pop()
-        preface = [*note.splitlines(), ""] if note else []
-        lines += ["", heading, "", *preface, *table_head, *rows]
-    else:
-        start = lines.index(heading)
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        table = [i for i in range(start + 1, end) if lines[i].startswith("|")]
-        if table:
-            lines[table[-1] + 1 : table[-1] + 1] = rows
-        else:
-            lines[start + 1 : start + 1] = ["", *table_head, *rows]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def read_saved_lines(
-    jsonl: Path, check: Callable[[dict[str, Any]], Any], what: str
-) -> list[dict[str, Any]] | None:
-    """The JSON lines an earlier run printed (e.g. on the GPU machine), logs mixed in skipped.
-
-    `check(line)` raises on a line the table cannot take, so nothing is written for a bad file.
-    Returns None after printing one `error:` line (unreadable file, bad line, no line at all).
-    """
-    try:
-        text = jsonl.read_text(encoding="utf-8")
-    except OSError as exc:
-        print(f"error: {jsonl}: cannot read ({exc.strerror})", file=sys.stderr)
-        return None
-    lines = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        if not raw.strip().startswith("{"):
-            continue
-        try:
-            line = json.loads(raw)
-            check(line)
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            print(f"error: {jsonl}:{number}: not a line of {what} ({exc!r})", file=sys.stderr)
-            return None
-        lines.append(line)
-    if not lines:
-        print(f"error: {jsonl}: no JSON lines found", file=sys.stderr)
-        return None
-    return lines

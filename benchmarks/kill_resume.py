@@ -3,28 +3,36 @@ the run it finally finishes equals an uninterrupted run: same weights bit for bi
 same log (timings aside). The tests kill at chosen points; this kills wherever the clock says.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/kill_resume.py --kills 8 --seed 0
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/kill_resume.py --kills 1 --kills-per-run 1   # smoke
 
 Runs the tiny random BERT of tests/conftest.py on toy regression data (CPU, a few seconds a run).
 """
 
 from __future__ import annotations
 
-import argparse
+import harness  # first: it sets HF_HUB_OFFLINE before anything imports huggingface_hub
+
+# isort: split
+import contextlib
 import json
 import os
 import random
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from common import REPO
 
-from tests.conftest import _build_tiny_model, sentiment_rows, write_jsonl  # noqa: E402
-from tests.integration.test_reliability import RUN, TIMED  # noqa: E402  (the run the tests kill)
+# The tests' tiny model and toy data, and the run the reliability tests kill (the same run here).
+FIXTURES = harness.load_source("encoderkit_test_fixtures", REPO / "tests" / "conftest.py")
+RELIABILITY_TESTS = REPO / "tests" / "integration" / "test_reliability.py"
+
+
+_CONSTANTS = harness.literal_constants(RELIABILITY_TESTS, "RUN", "TIMED")
+RUN: list[str] = _CONSTANTS["RUN"]  # `encoderkit train` flags of the run that is killed
+TIMED: set[str] = _CONSTANTS["TIMED"]  # figures that measure the machine, not the run
 
 
 def command(model: Path, data: Path, output: Path, resume: bool) -> list[str]:
@@ -34,13 +42,13 @@ def command(model: Path, data: Path, output: Path, resume: bool) -> list[str]:
 
 
 def prepare(root: Path) -> tuple[Path, Path]:
-    model = _build_tiny_model(root / "tiny")
+    model = FIXTURES._build_tiny_model(root / "tiny")
     data = root / "data"
     data.mkdir()
     for name, n, seed in (("train", 96, 2), ("eval", 32, 3)):
-        rows = sentiment_rows(n, seed)
+        rows = FIXTURES.sentiment_rows(n, seed)
         scores = [{"text": r["text"], "score": 4.5 if r["label"] == "positive" else 0.5} for r in rows]
-        write_jsonl(data / f"{name}.jsonl", scores)
+        FIXTURES.write_jsonl(data / f"{name}.jsonl", scores)
     return model, data
 
 
@@ -75,8 +83,11 @@ def state_of(run_dir: Path) -> str:
     return f"checkpoints {kept or 'none'}" + (", finished" if (run_dir / "metrics.json").exists() else "")
 
 
-def killed_run(model: Path, data: Path, run_dir: Path, rng: random.Random, window_s: float) -> int:
-    """Start a run, kill it at a random moment, resume it, ... until one attempt finishes.
+def killed_run(
+    model: Path, data: Path, run_dir: Path, rng: random.Random, window_s: float, most: int | None
+) -> int:
+    """Start a run, kill it at a random moment, resume it, ... until one attempt finishes; after
+    `most` kills (None: no limit) the next attempt is left to finish.
 
     Returns the number of kills. A run killed before its folder existed has nothing to resume: it
     is started again without --resume.
@@ -84,7 +95,8 @@ def killed_run(model: Path, data: Path, run_dir: Path, rng: random.Random, windo
     kills = 0
     while True:
         cmd = command(model, data, run_dir, resume=run_dir.exists())
-        code, seconds, last = run_once(cmd, rng.uniform(0.5, window_s))
+        kill_after = None if most is not None and kills >= most else rng.uniform(0.5, window_s)
+        code, seconds, last = run_once(cmd, kill_after)
         how = "resumed" if "--resume" in cmd else "started"
         print(f"  {how}, exit {code} after {seconds:.1f} s: {state_of(run_dir)}")
         if code == -signal.SIGKILL:
@@ -96,24 +108,37 @@ def killed_run(model: Path, data: Path, run_dir: Path, rng: random.Random, windo
         return kills
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = harness.Parser(__doc__)
     parser.add_argument("--kills", type=int, default=8, help="kill at least this many times, over runs")
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill times")
-    args = parser.parse_args()
-    rng = random.Random(args.seed)
-    root = Path(tempfile.mkdtemp(prefix="kill-resume-"))
+    parser.add_argument(
+        "--kills-per-run",
+        type=int,
+        help="kill a run at most N times, then let its next attempt finish (default: no limit; "
+        "a resumed run pays the start-up again, so without a limit one run may take many attempts)",
+    )
+    parser.add_argument("--work-dir", help="keep the model, data and runs here (default: a temporary folder)")
+    parser.check_at_least(1, "kills_per_run")
+    args = parser.parse(argv)
+    with contextlib.ExitStack() as stack:
+        root = harness.work_folder(stack, args.work_dir, "kill-resume-")
+        return kill_and_compare(root, args.kills, random.Random(args.seed), args.kills_per_run)
+
+
+def kill_and_compare(root: Path, at_least: int, rng: random.Random, kills_per_run: int | None) -> int:
+    """The uninterrupted run, then killed runs until `at_least` kills; 0 when all of them equal it."""
     model, data = prepare(root)
     code, straight_s, _ = run_once(command(model, data, root / "straight", resume=False), None)
     assert code == 0, "the uninterrupted run failed"
     print(f"uninterrupted run: {straight_s:.1f} s (with imports)")
     expected = outcome(root / "straight")
     kills, runs, equal = 0, 0, 0
-    while kills < args.kills:
+    while kills < at_least:
         runs += 1
         print(f"run {runs}:")
         run_dir = root / f"killed-{runs}"
-        kills += killed_run(model, data, run_dir, rng, straight_s)
+        kills += killed_run(model, data, run_dir, rng, straight_s, kills_per_run)
         got = outcome(run_dir)
         same = [expected[0].keys() == got[0].keys() and all(expected[0][k].equal(got[0][k]) for k in got[0])]
         same += [expected[1] == got[1], expected[2] == got[2]]

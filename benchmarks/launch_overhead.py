@@ -3,6 +3,7 @@
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/launch_overhead.py --max-steps 200   # GPU machine
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/launch_overhead.py --max-steps 20 --no-write
+    .venv/bin/python benchmarks/launch_overhead.py --append-from launch.jsonl   # a saved line -> a row
 
 Runs the same `encoderkit train` (default: the bundled MiniLM on the bundled demo data) plainly,
 under `accelerate launch --num_processes 1` and under `torchrun --nproc_per_node 1`, alternating
@@ -22,35 +23,34 @@ communication allows, and a small model's short steps will fall further below it
 
 from __future__ import annotations
 
+import harness  # first: it sets HF_HUB_OFFLINE before anything imports huggingface_hub
+
+# isort: split
 import argparse
-import contextlib
 import json
-import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from common import logger
 
-from benchmarks.common import append_table_rows, device_name, git_commit, logger, work_folder  # noqa: E402
-
-RESULTS = REPO / "benchmarks" / "RESULTS.md"
 HEADING = "## Launch overhead: plain vs `accelerate launch` / `torchrun` (1 process)"
+COLUMNS = harness.Columns(
+    "model | steps | plain wall s | accelerate wall s | torchrun wall s | plain train s "
+    "| accelerate train s | torchrun train s | accelerate ratio (wall / train) | target "
+    "| all-reduce MB/step | 8-GPU speed-up NVLink / PCIe / 2 nodes",
+    "lrrrrrrrrlrl",
+)
 NOTE = """Written by `benchmarks/launch_overhead.py`. Wall s: the whole command (start-up included);
 train s: encoderkit's `train_runtime_s` (forward/backward/step only). Ratio: launcher / plain
 (target on a GPU: accelerate at most 1.05). 8-GPU estimate: step time with `--batch-size` kept
 global, from the measured 1-GPU step and the all-reduce volume at the stated bus bandwidth
 (NVLink ~300 GB/s, PCIe ~20 GB/s, 2 nodes over 100 Gb/s ~10 GB/s), as speed-up over 1 GPU."""
-TABLE = [
-    "| date | commit | device | model | steps | plain wall s | accelerate wall s | torchrun wall s "
-    "| plain train s | accelerate train s | torchrun train s | accelerate ratio (wall / train) "
-    "| target | all-reduce MB/step | 8-GPU speed-up NVLink / PCIe / 2 nodes |",
-    "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|",
-]
 BANDWIDTHS_GBPS = {"nvlink": 300.0, "pcie": 20.0, "2 nodes": 10.0}
 LAUNCHERS = ("plain", "accelerate", "torchrun")
 log = logger("launch")
@@ -92,20 +92,21 @@ def scaling(step_s: float, trainable: int, gpus: int, bus_gbps: float, overlap: 
     return step_s / (compute + max(0.0, comm - overlap * compute))
 
 
-def summary(best: dict[str, dict[str, float]], model: str, gpus: int, overlap: float) -> dict:
-    """The JSON line: best times per launcher, ratios to plain, step time and the N-GPU estimate."""
+def summary(best: dict[str, dict[str, float]], gpus: int, overlap: float) -> dict[str, Any]:
+    """The JSON line's figures: best times per launcher, ratios to plain, step time and the N-GPU
+    estimate."""
     plain = best["plain"]
     step_s = plain["train_s"] / plain["steps"]
     trainable = int(plain["trainable_params"])
-    out: dict = {"device": device_name(), "model": model, "steps": plain["steps"], "step_s": round(step_s, 5)}
+    out: dict[str, Any] = {"steps": plain["steps"], "step_s": round(step_s, 5)}
     for name, measured in best.items():
         out[f"{name}_wall_s"], out[f"{name}_train_s"] = (
             round(measured["wall_s"], 3),
             round(measured["train_s"], 3),
         )
         if name != "plain":
-            out[f"{name}_ratio_wall"] = round(measured["wall_s"] / plain["wall_s"], 4)
-            out[f"{name}_ratio_train"] = round(measured["train_s"] / plain["train_s"], 4)
+            out[f"{name}_ratio_wall"] = harness.ratio(measured["wall_s"], plain["wall_s"], 4)
+            out[f"{name}_ratio_train"] = harness.ratio(measured["train_s"], plain["train_s"], 4)
     out["allreduce_mb_per_step"] = round(2 * (gpus - 1) / gpus * 4 * trainable / 2**20, 1)
     for link, bandwidth in BANDWIDTHS_GBPS.items():
         speedup = scaling(step_s, trainable, gpus, bandwidth, overlap)
@@ -113,63 +114,67 @@ def summary(best: dict[str, dict[str, float]], model: str, gpus: int, overlap: f
     return out
 
 
-def table_row(result: dict, best: dict[str, dict[str, float]], on_gpu: bool) -> str:
+def table_row(line: harness.Line) -> list[object]:
     def cell(name: str, key: str) -> str:
-        return f"{best[name][key]:.2f}" if name in best else "-"
+        return harness.num(line.get(f"{name}_{key}"))
 
-    ratio = result.get("accelerate_ratio_wall")
+    ratio = line.get("accelerate_ratio_wall")
+    on_gpu = not line["device"].startswith("cpu ")  # common.device_name()
     target = "n/a (CPU)" if not on_gpu or ratio is None else ("met" if ratio <= 1.05 else "missed")
-    speedups = " / ".join(f"{v:.1f}x" for k, v in result.items() if k.startswith("speedup_"))
-    cells = [
-        time.strftime("%Y-%m-%d"), git_commit(), result["device"], result["model"], str(result["steps"]),
+    speedups = " / ".join(f"{v:.1f}x" for k, v in line.items() if k.startswith("speedup_"))
+    return [
+        line["model"], str(line["steps"]),
         *(cell(n, "wall_s") for n in LAUNCHERS), *(cell(n, "train_s") for n in LAUNCHERS),
-        f"{ratio or '-'} / {result.get('accelerate_ratio_train', '-')}", target,
-        str(result["allreduce_mb_per_step"]), speedups,
+        f"{ratio or '-'} / {line.get('accelerate_ratio_train', '-')}", target,
+        str(line["allreduce_mb_per_step"]), speedups,
     ]  # fmt: skip
-    return "| " + " | ".join(cells) + " |"
 
 
-def main() -> None:
+RESULTS = harness.Results.one(
+    "benchmarks/launch_overhead.py", harness.Table(HEADING, COLUMNS, table_row, NOTE)
+)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     demo = resources.files("encoderkit") / "demo"
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", default="minilm")
-    parser.add_argument("--task", default="classification")
-    parser.add_argument("--train", default=str(demo / "train.jsonl"))
-    parser.add_argument("--max-steps", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--launchers", default=",".join(LAUNCHERS))
-    parser.add_argument("--gpus", type=int, default=8, help="world size of the scaling estimate")
-    parser.add_argument("--overlap", type=float, default=2 / 3)
-    parser.add_argument("--work-dir")
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    names = [n for n in args.launchers.split(",") if n]
+    ap = harness.Parser(None, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.description = __doc__  # the whole docstring: it explains the estimate
+    ap.add_model("`minilm` (bundled) or a model folder")
+    ap.add_argument("--task", default="classification")
+    ap.add_argument("--train", default=str(demo / "train.jsonl"))
+    ap.add_argument("--max-steps", type=int, default=100)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--launchers", default=",".join(LAUNCHERS))
+    ap.add_argument("--gpus", type=int, default=8, help="world size of the scaling estimate")
+    ap.add_argument("--overlap", type=float, default=2 / 3)
+    ap.add_output()
+    return ap.parse(argv)
+
+
+def measure(session: harness.Session) -> Iterator[harness.Line]:
+    """Each launcher `--repeats` times, alternating the order; one line from the fastest of each."""
+    args = session.args
     train_args = [
         "--task", args.task, "--model", args.model, "--train", args.train, "--max-steps", str(args.max_steps),
         "--batch-size", str(args.batch_size), "--logging-steps", "1000",
     ]  # fmt: skip
+    names = harness.comma_list(args.launchers)
     best: dict[str, dict[str, float]] = {}
-    with contextlib.ExitStack() as stack:
-        work = work_folder(stack, args.work_dir, "launch-overhead-")
-        for repeat in range(args.repeats):
-            # Alternate the order: whichever runs first must not always pay for a cold cache.
-            for name in names if repeat % 2 == 0 else names[::-1]:
-                measured = run_once(name, train_args, work / name)
-                log(f"{name} #{repeat}: wall {measured['wall_s']:.2f} s, train {measured['train_s']:.2f} s")
-                if name not in best or measured["wall_s"] < best[name]["wall_s"]:
-                    best[name] = measured
-    import torch
+    for repeat in range(args.repeats):
+        # Alternate the order: whichever runs first must not always pay for a cold cache.
+        for name in names if repeat % 2 == 0 else names[::-1]:
+            measured = run_once(name, train_args, session.work / name)
+            log(f"{name} #{repeat}: wall {measured['wall_s']:.2f} s, train {measured['train_s']:.2f} s")
+            if name not in best or measured["wall_s"] < best[name]["wall_s"]:
+                best[name] = measured
+    yield {**session.context, **summary(best, args.gpus, args.overlap)}
 
-    result = summary(best, args.model, args.gpus, args.overlap)
-    print(json.dumps(result))
-    if not args.no_write:
-        row = table_row(result, best, torch.cuda.is_available())
-        append_table_rows(RESULTS, HEADING, TABLE, [row], intro="# Benchmark results\n", note=NOTE)
+
+def main(argv: list[str] | None = None) -> int:
+    # Every launcher runs `encoderkit train` at its default precision (`auto`).
+    return harness.run(parse_args(argv), measure, RESULTS, log, "auto")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

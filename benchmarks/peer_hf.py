@@ -34,7 +34,7 @@ import csv
 import gzip
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -106,6 +106,39 @@ def select(rows: list[Row], limit: int | None, balanced: bool) -> list[Row]:
     return rows if limit is None else rows[:limit]
 
 
+def training_arguments(
+    output_dir: str,
+    bs: int,
+    lr: float,
+    epochs: float,
+    logging_steps: int,
+    *,
+    bf16: bool,
+    fp16: bool = False,
+    max_steps: int = -1,
+) -> TrainingArguments:
+    """The ``TrainingArguments`` both peer scripts pass (``hf_cls_baseline.py``, ``hf_qa_baseline.py``):
+    the recipe's batch size, lr, epochs and logging interval; eval batch 256, warmup 0.1, weight
+    decay 0.01, no saving, no reporting, seed 42; 4 dataloader workers on CUDA, none on CPU."""
+    return TrainingArguments(
+        output_dir=output_dir,
+        per_device_train_batch_size=bs,
+        per_device_eval_batch_size=EVAL_BATCH_SIZE,
+        learning_rate=lr,
+        num_train_epochs=epochs,
+        max_steps=max_steps,  # -1 (the default): train `epochs`
+        warmup_steps=WARMUP,
+        weight_decay=WEIGHT_DECAY,
+        bf16=bf16,
+        fp16=fp16,
+        logging_steps=logging_steps,
+        save_strategy="no",
+        report_to=[],
+        dataloader_num_workers=4 if torch.cuda.is_available() else 0,
+        seed=SEED,
+    )
+
+
 class Enc(torch.utils.data.Dataset):
     """Tokenized once, unpadded; the collator pads each batch (as in the peer)."""
 
@@ -135,25 +168,17 @@ def run_peer(
 
     `callbacks` go to the Trainer.
     """
-    cuda = torch.cuda.is_available()
     tok = AutoTokenizer.from_pretrained(model_path)
     dtr, dev = Enc(tok, train_rows, recipe.max_len), Enc(tok, eval_rows, recipe.max_len)
     set_seed(SEED)
     model = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=2, dtype=torch.float32)
-    args = TrainingArguments(
-        output_dir=output_dir,
-        per_device_train_batch_size=recipe.bs,
-        per_device_eval_batch_size=EVAL_BATCH_SIZE,
-        learning_rate=recipe.lr,
-        num_train_epochs=recipe.epochs,
-        warmup_steps=WARMUP,
-        weight_decay=WEIGHT_DECAY,
-        bf16=bf16 and cuda,
-        logging_steps=LOGGING_STEPS,
-        save_strategy="no",
-        report_to=[],
-        dataloader_num_workers=4 if cuda else 0,
-        seed=SEED,
+    args = training_arguments(
+        output_dir,
+        recipe.bs,
+        recipe.lr,
+        recipe.epochs,
+        LOGGING_STEPS,
+        bf16=bf16 and torch.cuda.is_available(),
     )
     t = Trainer(
         model=model,
@@ -165,7 +190,7 @@ def run_peer(
     out = t.train()
     p = t.predict(dev)
     y = np.array(dev.y)
-    yh = p.predictions.argmax(-1)
+    yh = cast(np.ndarray, p.predictions).argmax(-1)  # one head: one array of logits
     result = {
         "n_train": len(train_rows),
         "n_eval": len(eval_rows),

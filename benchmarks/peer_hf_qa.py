@@ -25,6 +25,8 @@ Differences, forced by where it runs or needed for the benchmark:
 
 - ``dataloader_num_workers`` 4 on CUDA as in the peer, 0 on CPU (no worker processes competing for
   the few cores of the shared CPU machines). bf16/fp16 only when the caller asks (fp32 on CPU).
+  The ``TrainingArguments`` are built by ``peer_hf.training_arguments``, shared with the
+  classification peer (the two peer scripts pass the same ones).
 - ``set_seed(42)`` before the model is built, so the new QA head's initial weights do not depend on
   what ran earlier in the same process (the peer script builds it from torch's start-up seed).
 - ``output_dir`` is a caller-given (or temporary) folder instead of ``/tmp/hfqa``; the TF32 flag is
@@ -46,15 +48,15 @@ import re
 import string
 import tempfile
 import time
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
+from peer_hf import SEED, training_arguments
 from transformers import (
     AutoModelForQuestionAnswering,
     AutoTokenizer,
     Trainer,
-    TrainingArguments,
     default_data_collator,
     set_seed,
 )
@@ -63,10 +65,6 @@ MAX_LEN = 384
 STRIDE = 128
 N_BEST = 20
 MAX_ANSWER = 30
-WARMUP = 0.1
-WEIGHT_DECAY = 0.01
-SEED = 42
-EVAL_BATCH_SIZE = 256
 LOGGING_STEPS = 200
 
 Row = dict[str, Any]  # {"id", "question", "context", "answers": {"text": [...], "answer_start": [...]}}
@@ -95,11 +93,9 @@ def load_squad(path: str, limit: int | None = None) -> list[Row]:
     return rows[:limit] if limit else rows
 
 
-def train_features(
-    tok: Any, rows: list[Row], max_len: int = MAX_LEN, stride: int = STRIDE
-) -> dict[str, list]:
-    """Padded windows with start/end labels of the first answer (CLS when not inside the window)."""
-    enc = tok(
+def windows(tok: Any, rows: list[Row], max_len: int, stride: int) -> Any:
+    """One tokenizer call over all questions: overflowing windows padded to `max_len`, with offsets."""
+    return tok(
         [r["question"] for r in rows],
         [r["context"] for r in rows],
         truncation="only_second",
@@ -109,6 +105,13 @@ def train_features(
         return_offsets_mapping=True,
         padding="max_length",
     )
+
+
+def train_features(
+    tok: Any, rows: list[Row], max_len: int = MAX_LEN, stride: int = STRIDE
+) -> dict[str, list]:
+    """Padded windows with start/end labels of the first answer (CLS when not inside the window)."""
+    enc = windows(tok, rows, max_len, stride)
     starts, ends = [], []
     for i, offsets in enumerate(enc["offset_mapping"]):
         ids = enc["input_ids"][i]
@@ -143,16 +146,7 @@ def eval_features(
     tok: Any, rows: list[Row], max_len: int = MAX_LEN, stride: int = STRIDE
 ) -> tuple[dict[str, list], list[int], list[list[Any]]]:
     """Padded windows, the example of each window, and per-token context offsets (None elsewhere)."""
-    enc = tok(
-        [r["question"] for r in rows],
-        [r["context"] for r in rows],
-        truncation="only_second",
-        max_length=max_len,
-        stride=stride,
-        return_overflowing_tokens=True,
-        return_offsets_mapping=True,
-        padding="max_length",
-    )
+    enc = windows(tok, rows, max_len, stride)
     ex_idx, offs = [], []
     for i in range(len(enc["input_ids"])):
         seq = enc.sequence_ids(i)
@@ -254,13 +248,12 @@ def run_peer(
     Trainer. Returns train_runtime_s, the eval time split into features / forward /
     post-processing / scoring (``eval_s`` is their sum), EM and F1.
     """
-    cuda = torch.cuda.is_available()
     tf32 = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = True
     with tempfile.TemporaryDirectory(prefix="peer-hfqa-") as tmp:
         try:
             return _run(
-                model_path, train_rows, dev_rows, bs, lr, epochs, precision, output_dir or tmp, cuda,
+                model_path, train_rows, dev_rows, bs, lr, epochs, precision, output_dir or tmp,
                 max_steps=max_steps, callbacks=callbacks,
             )  # fmt: skip
         finally:
@@ -276,7 +269,6 @@ def _run(
     epochs: float,
     precision: str,
     output_dir: str,
-    cuda: bool,
     *,
     max_steps: int,
     callbacks: list[Any] | None,
@@ -287,23 +279,10 @@ def _run(
     t_prep = time.perf_counter() - t0
     set_seed(SEED)
     model = AutoModelForQuestionAnswering.from_pretrained(model_path, dtype=torch.float32)
-    args = TrainingArguments(
-        output_dir=output_dir,
-        per_device_train_batch_size=bs,
-        per_device_eval_batch_size=EVAL_BATCH_SIZE,
-        learning_rate=lr,
-        num_train_epochs=epochs,
-        max_steps=max_steps,
-        warmup_steps=WARMUP,
-        weight_decay=WEIGHT_DECAY,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        logging_steps=LOGGING_STEPS,
-        save_strategy="no",
-        report_to=[],
-        dataloader_num_workers=4 if cuda else 0,
-        seed=SEED,
-    )
+    args = training_arguments(
+        output_dir, bs, lr, epochs, LOGGING_STEPS,
+        bf16=precision == "bf16", fp16=precision == "fp16", max_steps=max_steps,
+    )  # fmt: skip
     tr = Trainer(
         model=model,
         args=args,
@@ -320,7 +299,7 @@ def _run(
     t1 = time.perf_counter()
     pred = tr.predict(DictDataset(dfeats))
     t2 = time.perf_counter()
-    sl, el = pred.predictions
+    sl, el = cast(tuple[np.ndarray, np.ndarray], pred.predictions)  # start and end logits
     preds = postprocess(dev_rows, ex_idx, offs, sl, el)
     t3 = time.perf_counter()
     em, f = squad_v1(dev_rows, preds)

@@ -27,42 +27,37 @@ line is also appended as a table row to benchmarks/RESULTS.md.
 
 from __future__ import annotations
 
-import os
+import harness  # first: it sets HF_HUB_OFFLINE before anything imports huggingface_hub
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
+# isort: split
 import argparse
-import contextlib
 import json
+import os
 import random
 import statistics
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-try:
-    import encoderkit  # noqa: F401
-except ImportError:  # a bare checkout (e.g. on the accelerator machine): use the source tree
-    sys.path.insert(0, str(REPO / "src"))
+import httpx
+import torch
+from common import logger
+from pydantic import BaseModel
 
-import httpx  # noqa: E402
-import torch  # noqa: E402
-from common import append_table_rows, logger, run_context, work_folder  # noqa: E402
-from pydantic import BaseModel  # noqa: E402
+from encoderkit.modeling import load_tokenizer
 
+# The baseline server is this script in a subprocess; no tokenizer thread pools behind its threads.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 log = logger("serve-bench")
 
 HEADING = "## Serving (QA): encoderkit serve vs a plain baseline server"
-TABLE_HEAD = [
-    "| date | commit | device | model | measure | clients | baseline | encoderkit "
-    "| encoderkit / baseline | target | load |",
-    "|---|---|---|---|---|---:|---:|---:|---:|---|---|",
-]
+COLUMNS = harness.Columns(
+    "model | measure | clients | baseline | encoderkit | encoderkit / baseline | target | load", "llrrrrll"
+)
 NOTE = """Written by `benchmarks/serve.py`. One QA request = one question over a context of 300 tokens (one
 384-token window). Baseline: a plain FastAPI endpoint on the same uvicorn stack doing tokenize + one
 forward + argmax of start/end logits, requests in FastAPI's thread pool without batching.
@@ -75,7 +70,6 @@ efficiency figure there); encoderkit's mean model batch in brackets. Ratio: enco
 (latency: lower is better; throughput: higher is better). Load: the machine's 1-minute load average
 before -> after the measurement; the benchmark itself adds 1-2, so a larger figure means other work
 shared the CPU and the row is noise. Compare figures only within a row."""
-INTRO = "# Benchmark results\n"
 WORDS = """the council met on tuesday to discuss a plan for the new library which would open after
 two years of work by local builders and volunteers who raised money through concerts markets and a
 long campaign that many residents supported while others worried about the cost of running it each
@@ -85,21 +79,17 @@ ANSWER = "in the spring"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="minilm", help="`minilm` (bundled) or a model folder")
+    ap = harness.Parser(__doc__)
+    ap.add_model("`minilm` (bundled) or a model folder")
     ap.add_argument("--context-tokens", type=int, default=300)
     ap.add_argument("--clients", default="1,8,32", help="comma-separated concurrency levels")
     ap.add_argument("--duration", type=float, default=10.0, help="seconds of load per concurrency level")
     ap.add_argument("--latency-requests", type=int, default=50, help="sequential requests for p50/p95")
-    ap.add_argument("--results", default=str(REPO / "benchmarks" / "RESULTS.md"), help="table to append to")
-    ap.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
-    ap.add_argument("--work-dir", help="keep the model folder here (default: a temporary folder)")
-    ap.add_argument("--commit", help="commit to record (default: `git rev-parse --short HEAD`)")
-    ap.add_argument("--append-from", metavar="JSONL", help="measure nothing: append saved JSON lines as rows")
+    ap.add_output("the model folder")
     # Internal: the baseline server process (started by this script).
     ap.add_argument("--baseline-server", metavar="MODEL_DIR", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
+    args = ap.parse(argv)
     args.clients = [int(c) for c in args.clients.split(",") if c.strip()]
     return args
 
@@ -114,9 +104,6 @@ def make_model(model: str, work: Path, context: str) -> Path:
     """
     if (work / "run" / "model" / "encoderkit.json").is_file():
         return work / "run" / "model"
-    from encoderkit.config import build_config
-    from encoderkit.training.run import train
-
     start = context.index(ANSWER)
     record = {
         "question": QUESTION,
@@ -125,13 +112,8 @@ def make_model(model: str, work: Path, context: str) -> Path:
     }
     data = work / "train.jsonl"
     data.write_text("".join(json.dumps({"id": f"q{i}", **record}) + "\n" for i in range(8)), encoding="utf-8")
-    config = build_config(
-        {},
-        {"task": "qa", "model": model, "train": str(data), "output": str(work / "run"), "max_steps": 1,
-         "batch_size": 8, "max_length": 384, "save_steps": 10**9, "overwrite": True},
-    )  # fmt: skip
-    with contextlib.redirect_stdout(sys.stderr):
-        train(config, echo=lambda message: print(message, file=sys.stderr))
+    fields = {"task": "qa", "model": model, "train": str(data), "output": str(work / "run"), "max_steps": 1}
+    harness.train_encoderkit({**fields, "batch_size": 8, "max_length": 384, "save_steps": 10**9})
     return work / "run" / "model"
 
 
@@ -352,7 +334,7 @@ def in_process(model_dir: Path, question: str, context: str, n: int) -> dict[str
 # --- results --------------------------------------------------------------------------------------------
 
 
-def table_row(line: dict[str, Any]) -> str:
+def table_row(line: dict[str, Any]) -> list[object]:
     if line["measure"].startswith("latency"):
         baseline = f"{line['baseline_p50_ms']:.1f} / {line['baseline_p95_ms']:.1f} ms"
         ours = f"{line['encoderkit_p50_ms']:.1f} / {line['encoderkit_p95_ms']:.1f} ms"
@@ -365,9 +347,13 @@ def table_row(line: dict[str, Any]) -> str:
         ours += f" (batch {line['encoderkit_mean_batch'] or 0:.1f})"
         target = ">= 3x" if line["clients"] == 32 else ""
         ratio = f"{line['ratio']:.2f}x"
-    cells = [line["date"], line["commit"], line["device"], line["model"], line["measure"], line["clients"],
-             baseline, ours, ratio, target, line.get("load", "")]  # fmt: skip
-    return "| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |"
+    return [
+        line["model"], line["measure"], line["clients"],
+        baseline, ours, ratio, target, line.get("load", ""),
+    ]  # fmt: skip
+
+
+RESULTS = harness.Results.one("benchmarks/serve.py", harness.Table(HEADING, COLUMNS, table_row, NOTE))
 
 
 def _cpu(line: dict[str, Any], side: str) -> str:
@@ -376,11 +362,23 @@ def _cpu(line: dict[str, Any], side: str) -> str:
     return f", {value:.0f} CPU-ms/req" if value is not None else ""
 
 
-def measure(args: argparse.Namespace, model_dir: Path, context: str) -> list[dict[str, Any]]:
+def measure_servers(args: argparse.Namespace, model_dir: Path, context: str) -> list[dict[str, Any]]:
+    """Latency over HTTP, throughput at each client count, then latency in process; one line each."""
     body = {"question": QUESTION, "context": context}
     base_proc, base_url = start([sys.executable, __file__, "--baseline-server", str(model_dir)])
     ours_proc, ours_url = start(
-        [sys.executable, "-m", "encoderkit", "serve", "--model", str(model_dir), "--port", "0"]
+        [
+            sys.executable,
+            "-m",
+            "encoderkit",
+            "serve",
+            "--model",
+            str(model_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+        ]
     )
     try:
         targets = [
@@ -427,42 +425,22 @@ def _latency_fields(http: dict[str, tuple[float, float]]) -> dict[str, float]:
             "encoderkit_p95_ms": e95, "ratio": round(e50 / b50, 3)}  # fmt: skip
 
 
+def measure(session: harness.Session) -> Iterator[harness.Line]:
+    """A QA model saved by encoderkit, both servers started on it, then the measurements."""
+    args = session.args
+    context = make_context(load_tokenizer(args.model), args.context_tokens)
+    log(f"device {session.context['device']}; QA model from {args.model} in {session.work}")
+    model_dir = make_model(args.model, session.work, context)
+    for line in measure_servers(args, model_dir, context):
+        yield {**session.context, "context_tokens": args.context_tokens, **line}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.baseline_server:
         return serve_baseline(args.baseline_server, args.port)
-    if args.append_from:
-        text = Path(args.append_from).read_text(encoding="utf-8")
-        saved = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
-        if not saved:
-            print(f"error: {args.append_from}: no JSON lines", file=sys.stderr)
-            return 2
-        append_table_rows(Path(args.results), HEADING, TABLE_HEAD, [table_row(x) for x in saved], INTRO, NOTE)
-        log(f"appended {len(saved)} row(s) from {args.append_from} to {args.results}")
-        return 0
-    from encoderkit.errors import UserError
-    from encoderkit.modeling import load_tokenizer
-
-    try:
-        context = make_context(load_tokenizer(args.model), args.context_tokens)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    info = run_context(args.model, "fp32", args.commit)
-    with contextlib.ExitStack() as stack:
-        work = work_folder(stack, args.work_dir, "encoderkit-serve-bench-")
-        log(f"device {info['device']}; QA model from {args.model} in {work}")
-        model_dir = make_model(args.model, work, context)
-        lines = [
-            {**info, "context_tokens": args.context_tokens, **line}
-            for line in measure(args, model_dir, context)
-        ]
-    for line in lines:
-        print(json.dumps(line), flush=True)
-    if not args.no_write:
-        append_table_rows(Path(args.results), HEADING, TABLE_HEAD, [table_row(x) for x in lines], INTRO, NOTE)
-        log(f"appended {len(lines)} row(s) to {args.results}")
-    return 0
+    # Both servers load the model in fp32 (Predictor and the baseline run it without autocast).
+    return harness.run(args, measure, RESULTS, log, "fp32")
 
 
 if __name__ == "__main__":

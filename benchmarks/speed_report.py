@@ -8,11 +8,11 @@ subset) still reports `met`, with `as_specified: false`, so nobody mistakes it f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from common import append_table_rows, logger, read_saved_lines
-from qa import INTRO, questions_cell
+import harness
+from common import logger
+from qa_sides import questions_cell
 
 log = logger("bench-speed")
 
@@ -114,12 +114,12 @@ Quality: the peer's final weights against encoderkit's last epoch (best epoch in
 differs); bert-base rows train a random-init model for a few hundred steps, so they have none.
 Targets: the issue's, marked "(not the issue's setting)" when the row's device, data or recipe is
 not the one the target is stated for. Speed-up = peer s / encoderkit s."""
-SPEED_HEAD = [
-    "| date | commit | device | task | data | variant | precision | bs / epochs | peer train s "
-    "| encoderkit train s | train speed-up | feat/s peer / encoderkit | peer eval s | encoderkit eval s "
-    "| eval speed-up | peak MB peer / encoderkit | peer quality | encoderkit quality | targets |",
-    "|---|---|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-]
+SPEED_COLUMNS = harness.Columns(
+    "task | data | variant | precision | bs / epochs | peer train s | encoderkit train s "
+    "| train speed-up | feat/s peer / encoderkit | peer eval s | encoderkit eval s | eval speed-up "
+    "| peak MB peer / encoderkit | peer quality | encoderkit quality | targets",
+    "lllllrrrrrrrrrrl",
+)
 
 SCALE_HEADING = (
     "## Scale: encoderkit training time by data size and sequence length (benchmarks/speed.py --scale)"
@@ -133,19 +133,11 @@ includes `torch.compile`). Data: the base subset (`--scale-base` questions, or a
 min(128, max_length / 3), so shorter windows make more features). Train s is `train_runtime_s`,
 with whatever one-off cost it holds; s / 1k feat is the figure to scale a run by: time for N
 features ~ N / 1000 x that figure, once it has stopped falling with size."""
-SCALE_HEAD = [
-    "| date | commit | device | precision | data | max_length | features | padded s | unpadded s "
-    "| unpadded speed-up | s / 1k feat padded / unpadded | peak MB padded / unpadded |",
-    "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
-]
-
-
-def _num(x: float | None, fmt: str = "{:.2f}") -> str:
-    return "-" if x is None else fmt.format(x)
-
-
-def _pair(a: float | None, b: float | None, fmt: str = "{:.0f}") -> str:
-    return f"{_num(a, fmt)} / {_num(b, fmt)}"
+SCALE_COLUMNS = harness.Columns(
+    "precision | data | max_length | features | padded s | unpadded s | unpadded speed-up "
+    "| s / 1k feat padded / unpadded | peak MB padded / unpadded",
+    "llrrrrrrr",
+)
 
 
 def _rate(x: float | None) -> str:
@@ -159,7 +151,7 @@ def _quality(line: dict[str, Any], side: str) -> str:
     if line["mode"] == "bert-base":
         return "- (random init)"
     value, best = line[f"{side}_quality"], line.get(f"{side}_best_quality")
-    text = f"{line['quality_metric']} {_num(value)}"
+    text = f"{line['quality_metric']} {harness.num(value)}"
     return text + (f" (best {best:.2f})" if best is not None and best != value else "")
 
 
@@ -179,76 +171,54 @@ def _targets_cell(line: dict[str, Any]) -> str:
     return cell if checks[0]["as_specified"] else cell + " (not the issue's setting)"
 
 
-def speed_row(line: dict[str, Any]) -> str:
+def speed_row(line: dict[str, Any]) -> list[object]:
     setting = line["setting"]
     schedule = f"{setting['max_steps']} steps" if setting.get("max_steps") else f"{setting['epochs']:g}"
-    memory = _pair(line["peer_peak_memory_mb"], line["encoderkit_peak_memory_mb"])
+    memory = harness.slash(line["peer_peak_memory_mb"], line["encoderkit_peak_memory_mb"], "{:.0f}")
     if line.get("peak_memory_ratio") is not None:
         memory += f" ({line['peak_memory_ratio']:.2f}x)"
     cells = [
-        line["date"],
-        line["commit"],
-        line["device"],
         line["task"],
         _data_cell(line),
         line["variant"],
         line["precision"],
         f"{setting['batch_size']} / {schedule}",
-        _num(line["peer_train_s"]),
-        _num(line["encoderkit_train_s"]),
-        _num(line["train_speed_ratio"], "{:.2f}x"),
+        harness.num(line["peer_train_s"]),
+        harness.num(line["encoderkit_train_s"]),
+        harness.num(line["train_speed_ratio"], "{:.2f}x"),
         f"{_rate(line['peer_train_features_per_s'])} / {_rate(line['encoderkit_train_features_per_s'])}",
-        _num(line["peer_eval_s"]),
-        _num(line["encoderkit_eval_s"]),
-        _num(line["eval_speed_ratio"], "{:.2f}x"),
+        harness.num(line["peer_eval_s"]),
+        harness.num(line["encoderkit_eval_s"]),
+        harness.num(line["eval_speed_ratio"], "{:.2f}x"),
         memory,
         _quality(line, "peer"),
         _quality(line, "encoderkit"),
         _targets_cell(line),
     ]
-    return "| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |"
+    return cells
 
 
-def scale_row(line: dict[str, Any]) -> str:
+def scale_row(line: dict[str, Any]) -> list[object]:
     padded, unpadded = line["padded"], line["unpadded"]
     base = "full split" if line["scale_base"] is None else f"first {line['scale_base']} q"
     cells = [
-        line["date"],
-        line["commit"],
-        line["device"],
         line["precision"],
         f"{line['size_factor']}x {base} ({line['n_train_questions']} q), bs {line['batch_size']}, "
         f"{line['epochs']:g} ep",
         line["max_length"],
         padded["features"],
-        _num(padded["train_s"]),
-        _num(unpadded["train_s"]),
-        _num(line["unpadded_speedup"], "{:.2f}x"),
+        harness.num(padded["train_s"]),
+        harness.num(unpadded["train_s"]),
+        harness.num(line["unpadded_speedup"], "{:.2f}x"),
         f"{_rate(padded['s_per_1k_features'])} / {_rate(unpadded['s_per_1k_features'])}",
-        _pair(padded["peak_memory_mb"], unpadded["peak_memory_mb"]),
+        harness.slash(padded["peak_memory_mb"], unpadded["peak_memory_mb"], "{:.0f}"),
     ]
-    return "| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |"
+    return cells
 
 
-def append_lines(results: Path, lines: list[dict[str, Any]]) -> None:
-    """Append each line as a row under its section (speed comparisons, scale points)."""
-    speed = [speed_row(line) for line in lines if line["benchmark"] == "speed"]
-    scale = [scale_row(line) for line in lines if line["benchmark"] == "scale"]
-    if speed:
-        append_table_rows(results, SPEED_HEADING, SPEED_HEAD, speed, INTRO, SPEED_NOTE)
-    if scale:
-        append_table_rows(results, SCALE_HEADING, SCALE_HEAD, scale, INTRO, SCALE_NOTE)
-    log(f"appended {len(speed)} speed and {len(scale)} scale row(s) to {results}")
-
-
-def append_saved(jsonl: Path, results: Path) -> int:
-    """Append the JSON lines an earlier run printed (e.g. on the GPU machine) as table rows."""
-
-    def check(line: dict[str, Any]) -> None:
-        (speed_row if line["benchmark"] == "speed" else scale_row)(line)
-
-    lines = read_saved_lines(jsonl, check, "benchmarks/speed.py")
-    if lines is None:
-        return 2
-    append_lines(results, lines)
-    return 0
+SPEED = harness.Table(SPEED_HEADING, SPEED_COLUMNS, speed_row, SPEED_NOTE)
+SCALE = harness.Table(SCALE_HEADING, SCALE_COLUMNS, scale_row, SCALE_NOTE)
+# Speed comparisons and scale points each go under their own heading.
+RESULTS = harness.Results(
+    "benchmarks/speed.py", lambda line: SPEED if line["benchmark"] == "speed" else SCALE
+)

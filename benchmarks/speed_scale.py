@@ -12,18 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import qa
+import harness
+import qa_sides as qa
 import torch
-from common import logger, peak_memory_mb, release_memory, reset_peak_memory
-
-from encoderkit.config import build_config
-from encoderkit.errors import UserError
-from encoderkit.training.run import train
+from common import logger, release_memory
 
 log = logger("bench-speed")
 
@@ -96,13 +92,10 @@ def paths() -> dict[str, tuple[str, ...]]:
 
 def train_once(model: str, train_path: Path, output: Path, overrides: dict[str, Any]) -> dict[str, Any]:
     """One encoderkit training run without evaluation; its times, size and peak memory."""
-    config = build_config(
-        {}, {"task": "qa", "model": model, "train": str(train_path), "output": str(output), **overrides}
+    run = harness.train_encoderkit(
+        {"task": "qa", "model": model, "train": str(train_path), "output": str(output), **overrides}
     )
-    floor = reset_peak_memory()
-    result = train(config, echo=lambda message: print(message, file=sys.stderr, flush=True))
-    peak = peak_memory_mb()
-    m = result.metrics
+    m = run.metrics
     shutil.rmtree(output, ignore_errors=True)  # 16x runs would otherwise keep checkpoints on disk
     release_memory()
     features = round(m["train_samples_per_s"] * m["train_runtime_s"])  # windows seen (1 epoch: all)
@@ -113,24 +106,19 @@ def train_once(model: str, train_path: Path, output: Path, overrides: dict[str, 
         "features": features,
         "features_per_s": m["train_samples_per_s"],
         "s_per_1k_features": round(1000 * m["train_runtime_s"] / max(features, 1), 4),
-        "peak_memory_mb": peak,
-        "memory_floor_mb": floor,
+        "peak_memory_mb": run.peak_memory_mb,
+        "memory_floor_mb": run.memory_floor_mb,
     }
 
 
 def run_scale(
-    args: argparse.Namespace,
-    work: Path,
-    context: dict[str, Any],
-    flag_overrides: Callable[[Sequence[str]], dict[str, Any]],
+    session: harness.Session, flag_overrides: Callable[[Sequence[str]], dict[str, Any]]
 ) -> Iterator[dict[str, Any]]:
     """One JSON line per (size, max_length) point, padded and unpadded in it."""
+    args, work, context = session.args, session.work, session.context
     cuda = torch.cuda.is_available()
     base = args.scale_base if args.scale_base is not None else (None if cuda else CPU_BASE)
-    source = Path(args.data_dir) / qa.SOURCES["squad"]
-    if not source.is_file():
-        raise UserError(f"{source}: data file not found (set --data-dir)")
-    train_doc = qa.first_questions(qa.split_articles(qa.read_json(source))[0], base)
+    train_doc = qa.first_questions(qa.read_split(Path(args.data_dir) / qa.SOURCES["squad"])[0], base)
     n_base = qa.count_questions(train_doc)
     bs, epochs = args.batch_size or qa.PEER_BS, args.epochs or 1.0
     (work / "data").mkdir(parents=True, exist_ok=True)

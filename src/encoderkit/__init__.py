@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from encoderkit.version import __version__
+
 __all__ = ["Predictor", "TrainConfig", "UserError", "__version__", "train"]
 
 

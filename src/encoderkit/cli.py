@@ -47,6 +47,27 @@ def main(argv: list[str] | None = None) -> int:
         message = str(exc) or "interrupted (a run continues from its last checkpoint with --resume)"
         print(f"error: {message}", file=sys.stderr)
         return int(getattr(exc, "exit_code", 130))
+    except Exception as exc:  # a bug of ours: one line for the user, the traceback kept for the report
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        print(
+            f"error: internal error ({type(exc).__name__}: {first}); the full traceback is in "
+            f"{_save_traceback()} (please attach it to a bug report)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _save_traceback() -> str:
+    """Write the current exception's traceback to a new file in the temp folder; its path."""
+    import tempfile
+    import traceback
+
+    with tempfile.NamedTemporaryFile(
+        "w", prefix="encoderkit-traceback-", suffix=".txt", delete=False, encoding="utf-8"
+    ) as f:
+        f.write(f"{_version()}, argv: {sys.argv!r}\n\n")
+        traceback.print_exc(file=f)
+    return f.name
 
 
 def build_parser() -> Parser:
@@ -215,11 +236,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from encoderkit.atomic import write_atomic
     from encoderkit.inference.predictor import Predictor
-    from encoderkit.training.run_folder import write_atomic
 
     predictor = Predictor.from_dir(args.model, batch_size=args.batch_size)
-    if args.squad_predictions and predictor.task != "qa":
+    if args.squad_predictions and predictor.meta.get("qa_metric") is None:  # only QA models are scored so
         raise UserError("--squad-predictions: only for qa models")
     predictions = predictor.predict_file(args.input, _column_flags(args))
     output = Path(args.output)
@@ -293,7 +314,7 @@ def _quiet_libraries() -> None:
 
 
 def _version() -> str:
-    from encoderkit import __version__
+    from encoderkit.version import __version__
 
     return f"encoderkit {__version__}"
 

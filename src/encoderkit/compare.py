@@ -19,10 +19,11 @@ from typing import Any
 
 import yaml
 
+from encoderkit.atomic import write_json
 from encoderkit.config import DEFAULT_LR, STRATEGIES, TrainConfig
 from encoderkit.errors import UserError
 from encoderkit.reporting.comparison import StrategyResult, comparison_rows, write_comparison_report
-from encoderkit.training.run_folder import latest_checkpoint, write_json
+from encoderkit.training.checkpoints import latest_checkpoint
 
 CONFIGS = ".configs"  # the config each strategy's process was started with
 

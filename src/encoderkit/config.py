@@ -15,15 +15,14 @@ from typing import Any
 
 import yaml
 
+from encoderkit import registry
 from encoderkit.errors import UserError
 
-TASKS = ("classification", "regression", "qa")
+TASKS = registry.TRAINABLE
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 STRATEGIES = ("full", "frozen", "lora", "scratch")
 QA_METRICS = ("auto", "squad", "squad_v2", "korquad")
 SWITCHES = ("auto", "on", "off")
-# Eval metrics per task, so a misspelled --metric-for-best fails now, not with a KeyError after an epoch.
-SEQUENCE_METRICS = {"classification": ("accuracy", "f1", "mcc"), "regression": ("pearson", "spearman", "mse")}
 
 
 def _f(default: Any, help: str, **extra: Any) -> Any:
@@ -67,10 +66,15 @@ class TrainConfig:
     max_length: int | str = _f(
         "auto", "max tokens per example or QA window; `auto`: multiple of 8 covering p99 (qa: 384)"
     )
-    doc_stride: int = _f(128, "qa: tokens shared by consecutive windows over a long context")
+    doc_stride: int = _f(
+        128, "qa, token-classification: tokens shared by consecutive windows over a long context"
+    )
     max_query_length: int = _f(64, "qa: questions are cut to this many tokens")
     n_best: int = _f(20, "qa: candidate spans kept per question")
     max_answer_length: int = _f(30, "qa: longest answer in tokens")
+    label_all_subtokens: bool = _f(
+        False, "token-classification: label every sub-token of a word, not only its first"
+    )
     qa_metric: str = _f(
         "auto", "qa: official metric (auto: squad_v2 if unanswerable questions)", choices=QA_METRICS
     )
@@ -216,9 +220,10 @@ def validate(config: TrainConfig) -> None:
     for name in ("weight_decay", "max_grad_norm"):
         if not (getattr(config, name) >= 0 and math.isfinite(getattr(config, name))):
             raise UserError(f"field '{name}': must be >= 0, got {getattr(config, name)}")
-    known, metric = SEQUENCE_METRICS.get(config.task), config.metric_for_best
-    if known and metric is not None and metric not in known:
-        raise UserError(f"field 'metric_for_best': {metric!r} is not one of {', '.join(known)}")
+    # A misspelled --metric-for-best fails now, not with a KeyError after an epoch.
+    task, metric = registry.entry(config.task), config.metric_for_best
+    if task is not None and task.checked_metrics and metric is not None and metric not in task.metrics:
+        raise UserError(f"field 'metric_for_best': {metric!r} is not one of {', '.join(task.metrics)}")
     if isinstance(config.max_length, int) and config.max_length < 8:
         raise UserError(f"field 'max_length': must be >= 8 or 'auto', got {config.max_length}")
     if config.early_stopping_patience is not None and config.early_stopping_patience < 1:

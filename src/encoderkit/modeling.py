@@ -37,7 +37,7 @@ def load_config(name: str, **overrides: Any) -> PretrainedConfig:
         raise UserError(f"model '{name}': folder has no config.json")
     try:
         return AutoConfig.from_pretrained(path, **overrides)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, TypeError, KeyError) as exc:  # missing, not JSON, fields of wrong types
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise UserError(
             f"model '{name}': not a local folder and not loadable from the Hugging Face Hub ({first})"
@@ -48,7 +48,7 @@ def load_tokenizer(name: str) -> Any:
     path = resolve_model(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # OSError, ValueError, and the Rust side's own error for a damaged file
         raise UserError(
             f"model '{name}': cannot load its tokenizer ({str(exc).splitlines()[0][:200]})"
         ) from None
@@ -87,13 +87,28 @@ def build_model(
     if strategy == "scratch":
         model = model_class.from_config(config)
     else:
-        # fp32 master weights even when the checkpoint is stored in half precision.
-        model = model_class.from_pretrained(path, config=config, dtype=torch.float32)
+        model = _pretrained(model_class, name, path, config)
     if strategy == "frozen":
         freeze_encoder(model)
     if strategy == "lora":
         return add_lora(model, lora or LoraSettings())
     return model
+
+
+def _pretrained(model_class: Any, name: str, path: str, config: PretrainedConfig) -> Any:
+    """The pretrained weights in fp32 (master weights even when the checkpoint is half precision).
+
+    Safetensors only: a pickled `pytorch_model.bin` can run code when it is loaded.
+
+    Raises:
+        UserError: the weights are missing, damaged, pickled, or do not fit the config.
+    """
+    try:
+        return model_class.from_pretrained(path, config=config, dtype=torch.float32, use_safetensors=True)
+    except Exception as exc:  # OSError (missing), SafetensorError (damaged), RuntimeError (shapes), ...
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        where = os.path.join(path, "model.safetensors") if os.path.isdir(path) else f"model '{name}'"
+        raise UserError(f"{where}: cannot load the weights as safetensors ({first})") from None
 
 
 def freeze_encoder(model: PreTrainedModel) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -32,7 +31,6 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from encoderkit.errors import UserError
-from encoderkit.training.batching import Encoded, target_tensor
 
 ATTENTION = "encoderkit_packed"
 # Architectures whose embeddings, attention and heads this module knows (MiniLM is a BERT).
@@ -154,39 +152,6 @@ def enable(model: Any) -> None:
 def position_offset(model: Any) -> int:
     config = hf_model(model).config
     return config.pad_token_id + 1 if config.model_type in _POSITIONS_AFTER_PAD else 0
-
-
-def collate_packed(
-    data: Encoded, indices: Sequence[int], pad_id: int, position_offset: int = 0, multiple_of: int = 1
-) -> dict[str, Any]:
-    """The selected features as one packed row, with per-sequence positions and boundaries.
-
-    With `multiple_of` > 1, T is rounded up by a filler sequence of pad tokens (its own attention
-    segment, read by no head): fewer distinct shapes for torch.compile and the kernels.
-    """
-    rows = [data.input_ids[i] for i in indices]
-    lengths = [len(r) for r in rows]
-    filler = -sum(lengths) % multiple_of
-    ids = [t for r in rows for t in r] + [pad_id] * filler
-    positions = [p for n in [*lengths, filler] for p in range(n)]
-    bounds = [0]
-    for n in [*lengths, filler] if filler else lengths:
-        bounds.append(bounds[-1] + n)
-    batch: dict[str, Any] = {
-        "input_ids": torch.tensor([ids]),
-        "position_ids": torch.tensor([positions]) + position_offset,
-        "cu_seq_lens": torch.tensor(bounds, dtype=torch.int32),
-        "max_length": max(*lengths, filler),  # for the kernel: the filler counts
-        "longest": max(lengths),  # for the heads: it does not
-        "num_sequences": len(rows),
-    }
-    if data.token_type_ids is not None:
-        batch["token_type_ids"] = torch.tensor(
-            [[t for i in indices for t in data.token_type_ids[i]] + [0] * filler]
-        )
-    for key, values in data.targets.items():  # positions count from each sequence's own start
-        batch[key] = target_tensor([values[i] for i in indices])
-    return batch
 
 
 def is_packed(batch: dict[str, Any]) -> bool:

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from encoderkit.cli import main
-from encoderkit.training.batching import token_budget_batches
+from encoderkit.features.batches import token_budget_batches
 from tests.conftest import sentiment_rows, write_jsonl
 
 FAST = ["--batch-size", "8", "--lr", "3e-3", "--eval-batch-size", "16"]

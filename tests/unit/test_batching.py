@@ -1,4 +1,4 @@
-"""Batch order and padding (training/batching.py), step arithmetic (training/state.py),
+"""Batch order and padding (features/batches.py, features/collate.py), step arithmetic (training/state.py),
 regression metrics (evaluation/metrics.py) and the max_length rule (data/lengths.py)."""
 
 from __future__ import annotations
@@ -12,13 +12,9 @@ import torch
 
 from encoderkit.data.lengths import length_stats, suggest_max_length
 from encoderkit.evaluation.metrics import classification_metrics, regression_metrics
-from encoderkit.training.batching import (
-    Encoded,
-    collate,
-    length_grouped_batches,
-    sorted_batches,
-    token_budget_batches,
-)
+from encoderkit.features.batches import length_grouped_batches, sorted_batches, token_budget_batches
+from encoderkit.features.collate import collate
+from encoderkit.features.encoded import Encoded
 from encoderkit.training.state import Plan, auto_epochs, make_plan
 
 R = random.Random(0)

@@ -17,8 +17,10 @@ from transformers import (
 
 from encoderkit import packing
 from encoderkit.errors import UserError
+from encoderkit.features.collate import collate, collate_packed
+from encoderkit.features.encoded import Encoded
 from encoderkit.modeling import LoraSettings, add_lora
-from encoderkit.training.batching import Encoded, collate
+from encoderkit.tasks import get_task
 from encoderkit.training.objective import TrainingModel
 
 SHAPE = {"vocab_size": 120, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4}
@@ -59,7 +61,7 @@ def test_packed_logits_and_loss_equal_the_padded_ones(kind: str, qa: bool) -> No
     pad_id = model.config.pad_token_id
     indices = [3, 0, 6, 1, 5]
     padded = collate(data, indices, pad_id)
-    packed = packing.collate_packed(data, indices, pad_id, packing.position_offset(model), multiple_of=16)
+    packed = collate_packed(data, indices, pad_id, packing.position_offset(model), multiple_of=16)
     assert packed["input_ids"].shape[1] % 16 == 0  # a filler sequence rounds T up
     with torch.no_grad():
         inputs = {k: v for k, v in padded.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
@@ -74,13 +76,13 @@ def test_packed_logits_and_loss_equal_the_padded_ones(kind: str, qa: bool) -> No
                 assert torch.isinf(value[row, n:]).all()
         else:
             torch.testing.assert_close(value, reference, atol=1e-5, rtol=1e-4)
-    loss = TrainingModel(model)
+    loss = TrainingModel(model, get_task("qa" if qa else "classification"))
     torch.testing.assert_close(loss(packed), loss(padded), atol=1e-5, rtol=1e-4)
 
 
 def test_padded_qa_loss_does_not_depend_on_the_padding_width() -> None:
     """HF's own QA loss would: its softmax covers the pad positions."""
-    model = TrainingModel(_model("bert", qa=True))
+    model = TrainingModel(_model("bert", qa=True), get_task("qa"))
     data = _features(4, qa=True, pair=True)
     with torch.no_grad():
         narrow = model(collate(data, [0, 1, 2, 3], 0))
@@ -93,11 +95,13 @@ def test_packed_gradients_equal_the_padded_ones_with_lora() -> None:
     base = AutoModelForSequenceClassification.from_config(CONFIGS["bert"](num_labels=2))
     lora = add_lora(base, LoraSettings(dropout=0.0))
     packing.enable(lora)
-    model = TrainingModel(lora).eval()  # eval: no dropout, so both passes compute the same function
+    model = TrainingModel(
+        lora, get_task("classification")
+    ).eval()  # eval: no dropout, so both passes compute the same function
     data = _features(6, qa=False, pair=False, seed=5)
     data.targets["labels"] = [i % 2 for i in range(6)]
     grads = []
-    for batch in (collate(data, range(6), 0), packing.collate_packed(data, range(6), 0)):
+    for batch in (collate(data, range(6), 0), collate_packed(data, range(6), 0)):
         model.zero_grad()
         model(batch).backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
@@ -133,13 +137,14 @@ def test_choose_unpad() -> None:
 
 @pytest.mark.parametrize("qa", [False, True], ids=["classification", "qa"])
 def test_packed_evaluation_gives_the_padded_outputs(qa: bool) -> None:
-    from encoderkit.inference.forward import forward_all
+    from encoderkit.features.collate import Collator
+    from encoderkit.features.forward import forward_all
 
     model = _model("bert", qa, **({} if qa else {"num_labels": 3}))
     data = _features(9, qa, pair=True, seed=7)
     cpu = torch.device("cpu")
-    padded = forward_all(model, data, 4, cpu, pad_id=0)
-    packed = forward_all(model, data, 4, cpu, pad_id=0, packed=True)
+    padded = forward_all(model, data, 4, cpu, Collator(pad_id=0))
+    packed = forward_all(model, data, 4, cpu, Collator(pad_id=0, multiple_of=8, packed=True))
     assert padded.keys() == packed.keys()
     for key in padded:
         if key == "logits":
@@ -170,7 +175,7 @@ def test_the_varlen_kernel_gets_packed_heads_and_boundaries(monkeypatch: pytest.
     monkeypatch.setattr(packing, "_varlen_runs", lambda q: True)
     model = _model("bert", qa=True)
     data = _features(5, qa=True, pair=True, seed=9)
-    batch = packing.collate_packed(data, range(5), 0)
+    batch = collate_packed(data, range(5), 0)
     with torch.no_grad():
         got = packing.packed_logits(model, batch)["start_logits"]
         inputs = {k: v for k, v in collate(data, range(5), 0).items() if "positions" not in k}

@@ -11,9 +11,11 @@ import matplotlib.pyplot as plt
 import pytest
 import yaml
 
+from encoderkit.errors import UserError
+from encoderkit.model_folder.card import ModelCardInputs, render_model_card
 from encoderkit.reporting import plots
-from encoderkit.reporting.model_card import ModelCardInputs, render_model_card
 from encoderkit.reporting.report import ReportInputs, format_number, write_report
+from encoderkit.tasks import get_task
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EMBEDDED = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
@@ -189,6 +191,8 @@ def card_inputs(**overrides: Any) -> ModelCardInputs:
         version="0.1.0",
     )
     values.update(overrides)
+    task = get_task(values["task"])  # the card's phrases are the task's
+    values["text"], values["labels"] = task.card, task.labels_text(values.pop("label_names"))
     return ModelCardInputs(**values)
 
 
@@ -235,5 +239,5 @@ def test_model_card_for_qa_with_awkward_base_model() -> None:
 
 
 def test_model_card_rejects_unknown_task() -> None:
-    with pytest.raises(ValueError, match="unknown task"):
-        render_model_card(card_inputs(task="ner"))
+    with pytest.raises(UserError, match="not a task encoderkit knows"):
+        render_model_card(card_inputs(task="poetry"))

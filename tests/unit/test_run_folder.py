@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from encoderkit.errors import UserError
-from encoderkit.training import run_folder
+from encoderkit.training import checkpoints, run_folder
 from encoderkit.training.lock import LOCK_FILE
 
 
@@ -20,11 +20,11 @@ def write_files(folder: Path) -> None:
 
 
 def checkpoint(run_dir: Path, step: int, best_step: int | None = None, keep: int = 1) -> Path:
-    return run_folder.save_checkpoint(run_dir, step, write_files, {"best_step": best_step}, keep)
+    return checkpoints.save_checkpoint(run_dir, step, write_files, {"best_step": best_step}, keep)
 
 
 def best(run_dir: Path, step: int) -> Path:
-    return run_folder.save_best(run_dir, step, lambda p: p.write_bytes(b"best"))
+    return checkpoints.save_best(run_dir, step, lambda p: p.write_bytes(b"best"))
 
 
 def names(folder: Path) -> list[str]:
@@ -95,8 +95,8 @@ def test_a_checkpoint_is_published_complete_with_its_meta_and_older_ones_pruned(
     assert names(tmp_path / "checkpoints") == ["step-10"]
     assert names(final) == ["checkpoint.json", "model.safetensors"]
     assert json.loads((final / "checkpoint.json").read_text()) == {"step": 10, "best_step": 6}
-    assert run_folder.latest_checkpoint(tmp_path) == final
-    assert run_folder.read_meta(final) == {"step": 10, "best_step": 6}
+    assert checkpoints.latest_checkpoint(tmp_path) == final
+    assert checkpoints.read_meta(final) == {"step": 10, "best_step": 6}
 
 
 def test_keep_k_and_the_best_weights_the_kept_checkpoints_refer_to(tmp_path: Path) -> None:
@@ -108,13 +108,13 @@ def test_keep_k_and_the_best_weights_the_kept_checkpoints_refer_to(tmp_path: Pat
     checkpoint(tmp_path, 15, best_step=6, keep=2)
     assert names(tmp_path / "checkpoints") == ["best", "step-10", "step-15"]
     assert names(tmp_path / "checkpoints" / "best") == ["step-6.safetensors"]
-    assert run_folder.latest_checkpoint(tmp_path) == tmp_path / "checkpoints" / "step-15"
+    assert checkpoints.latest_checkpoint(tmp_path) == tmp_path / "checkpoints" / "step-15"
 
 
 def test_checkpoints_sort_by_step_number_not_by_name(tmp_path: Path) -> None:
     for step in (9, 10):
         checkpoint(tmp_path, step, keep=5)
-    assert run_folder.latest_checkpoint(tmp_path) == tmp_path / "checkpoints" / "step-10"
+    assert checkpoints.latest_checkpoint(tmp_path) == tmp_path / "checkpoints" / "step-10"
 
 
 def test_a_failed_write_leaves_the_previous_checkpoint_and_no_temporary_folder(tmp_path: Path) -> None:
@@ -125,7 +125,7 @@ def test_a_failed_write_leaves_the_previous_checkpoint_and_no_temporary_folder(t
         raise ValueError("writer bug")
 
     with pytest.raises(ValueError, match="writer bug"):
-        run_folder.save_checkpoint(tmp_path, 10, fail, {})
+        checkpoints.save_checkpoint(tmp_path, 10, fail, {})
     assert names(tmp_path / "checkpoints") == ["step-5"]
 
 
@@ -133,14 +133,14 @@ def test_a_full_disk_in_a_writers_own_words_is_raised_as_the_os_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     full = OSError(errno.ENOSPC, "No space left on device", "probe")
-    monkeypatch.setattr(run_folder, "storage_error", lambda folder: full)
+    monkeypatch.setattr(checkpoints, "storage_error", lambda folder: full)
 
     def fail(folder: Path) -> None:
         write_files(folder)
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
 
     with pytest.raises(OSError) as raised:
-        run_folder.save_checkpoint(tmp_path, 10, fail, {})
+        checkpoints.save_checkpoint(tmp_path, 10, fail, {})
     assert raised.value.errno == errno.ENOSPC
     assert raised.value.filename == str(tmp_path / "checkpoints" / ".tmp-step-10")
     assert names(tmp_path / "checkpoints") == []
@@ -153,13 +153,13 @@ def test_a_crash_during_a_save_leaves_a_temporary_folder_the_next_save_removes(t
 
 
 def test_storage_error_is_none_where_a_write_works(tmp_path: Path) -> None:
-    assert run_folder.storage_error(tmp_path) is None
+    assert checkpoints.storage_error(tmp_path) is None
     assert names(tmp_path) == []
-    missing = run_folder.storage_error(tmp_path / "missing")
+    missing = checkpoints.storage_error(tmp_path / "missing")
     assert missing is not None and missing.errno == errno.ENOENT
 
 
 def test_best_weights_are_renamed_into_place(tmp_path: Path) -> None:
     path = best(tmp_path, 6)
-    assert path == run_folder.best_weights(tmp_path, 6) and path.read_bytes() == b"best"
+    assert path == checkpoints.best_weights(tmp_path, 6) and path.read_bytes() == b"best"
     assert names(path.parent) == ["step-6.safetensors"]

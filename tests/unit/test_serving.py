@@ -10,11 +10,13 @@ from typing import Any
 import pytest
 
 from encoderkit.errors import UserError
-from encoderkit.inference.rows import check_rows, qa_examples, text_examples, with_ids
 from encoderkit.serving.app import field_path
 from encoderkit.serving.batcher import MicroBatcher, QueueFull
 from encoderkit.serving.limits import token_ok
 from encoderkit.serving.settings import ServeSettings, check_bind, is_loopback
+from encoderkit.tasks.qa_serving import qa_examples
+from encoderkit.tasks.rows import check_rows, with_ids
+from encoderkit.tasks.sequence import text_examples
 
 
 class Recorder:
@@ -173,9 +175,9 @@ def test_rows_are_checked_field_by_field() -> None:
     with pytest.raises(UserError, match=r"inputs\[0\]\.question: expected a string, got int"):
         qa_examples([{"question": 3, "context": "c"}])
     with pytest.raises(UserError, match=r"inputs\[0\]\.path: unknown field for a qa model"):
-        check_rows([{"question": "q", "context": "c", "path": "/etc"}], "qa")
+        check_rows([{"question": "q", "context": "c", "path": "/etc"}], "qa", ("question", "context"))
     with pytest.raises(UserError, match=r"inputs: expected a non-empty list"):
-        check_rows([], "qa")
+        check_rows([], "qa", ("question", "context"))
     with pytest.raises(UserError, match=r"inputs\[0\]\.text_pair: missing"):
         text_examples([{"text": "a"}], pairs=True)
     assert [e.text_pair for e in text_examples([{"text": "a", "text_pair": "b"}], pairs=True)] == ["b"]

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from encoderkit.errors import UserError
-from encoderkit.inference.forward import merge_shards
-from encoderkit.training.batching import length_grouped_batches, sorted_batches
+from encoderkit.features.batches import length_grouped_batches, sorted_batches
+from encoderkit.features.forward import merge_shards
 from encoderkit.training.distributed import check_data, check_launch, launch_from_env
 from encoderkit.training.sharding import deal, shard_eval_batches, shard_step
 

@@ -15,12 +15,12 @@ import pytest
 
 from encoderkit.config import FIELD_NAMES, TrainConfig
 from encoderkit.data import cache
-from encoderkit.data.cache import PREPARE_FIELDS, cache_key, prepare_cached
 from encoderkit.errors import UserError
 from encoderkit.modeling import load_tokenizer
 from encoderkit.tasks import PreparedData, get_task
 from encoderkit.tasks.qa import QATask
 from encoderkit.tasks.sequence import SequenceTask
+from encoderkit.training.prepare import prepare_cached, prepare_key
 from tests.conftest import build_tiny_bert, sentiment_rows, write_jsonl
 
 LIMIT = 128  # the tiny model's position limit
@@ -124,24 +124,24 @@ def test_second_prepare_is_a_hit_equal_to_a_fresh_prepare(
     assert cached == fresh  # and the rest: gold labels, label names, lengths, summary, warnings
 
 
-def test_qa_hit_prints_the_data_check_again_and_sets_up_the_task(
+def test_qa_hit_prints_the_data_check_again_and_keeps_the_decoding_settings(
     squad: TrainConfig, tokenizer: Any, folder: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    fresh_task = QATask()
-    fresh = fresh_task.prepare(squad, tokenizer, LIMIT)
-    printed = capsys.readouterr().out
-    assert "data check:" in printed
-    prepare(squad, tokenizer)
-    assert capsys.readouterr().out == printed, "a miss prints as before"
+    task = get_task("qa")
+    fresh = task.prepare(squad, tokenizer, LIMIT)
+    assert capsys.readouterr().out == "", "prepare is pure: it prints nothing"
+    assert fresh.messages[0] == "data check:"
+    missed: list[str] = []
+    prepare_cached(task, squad, tokenizer, LIMIT, missed.append)
+    assert outcome(missed) == "stored" and missed[1:] == fresh.messages, "a miss prints the data check"
 
-    task = QATask()
     lines: list[str] = []
-    cached = prepare_cached(task, squad.replace(n_best=5), tokenizer, LIMIT, lines.append)
+    cached = prepare_cached(get_task("qa"), squad.replace(n_best=5), tokenizer, LIMIT, lines.append)
     assert outcome(lines) == "hit"
-    assert capsys.readouterr().out == printed, "a hit prints the same data check"
-    assert cached == fresh
-    assert task.train_metric == fresh_task.train_metric and task.padding_side == fresh_task.padding_side
-    assert task.config.n_best == 5, "decoding settings come from this run, not the cached one"
+    assert lines[1:] == fresh.messages, "a hit prints the same data check"
+    assert cached == fresh and cached.settings == {"padding_side": "right", "train_metric": "squad"}
+    decoding = task.decoding(squad.replace(n_best=5), cached)
+    assert decoding["n_best"] == 5, "decoding settings come from this run, not the cached one"
 
 
 # --- misses ------------------------------------------------------------------------------------------
@@ -171,7 +171,7 @@ def test_a_changed_qa_setting_misses(
     prepare(squad, tokenizer)
     data, lines = prepare(squad.replace(**change), tokenizer)
     assert outcome(lines) == "stored" and len(entries(folder)) == 2
-    assert data == QATask().prepare(squad.replace(**change), tokenizer, LIMIT)
+    assert data == get_task("qa").prepare(squad.replace(**change), tokenizer, LIMIT)
 
 
 def test_changed_file_content_misses(sentiment: TrainConfig, tokenizer: Any, folder: Path) -> None:
@@ -193,16 +193,19 @@ def test_a_different_tokenizer_misses(
     assert outcome(lines) == "stored"
     left = load_tokenizer(tiny_model)
     left.padding_side = "left"
-    assert cache_key("classification", sentiment, left, LIMIT) != cache_key(
-        "classification", sentiment, tokenizer, LIMIT
+    assert prepare_key(get_task("classification"), sentiment, left, LIMIT) != prepare_key(
+        get_task("classification"), sentiment, tokenizer, LIMIT
     )
-    assert cache_key("classification", sentiment, tokenizer, 64) != cache_key(
-        "classification", sentiment, tokenizer, LIMIT
+    assert prepare_key(get_task("classification"), sentiment, tokenizer, 64) != prepare_key(
+        get_task("classification"), sentiment, tokenizer, LIMIT
     ), "the model's length limit is part of the key"
 
 
 def test_hub_datasets_are_not_cached(tokenizer: Any, folder: Path) -> None:
-    assert cache_key("classification", TrainConfig(train="glue/mrpc:train"), tokenizer, LIMIT) is None
+    assert (
+        prepare_key(get_task("classification"), TrainConfig(train="glue/mrpc:train"), tokenizer, LIMIT)
+        is None
+    )
 
 
 # Run by each of the processes below: `prepare_cached` with a `prepare` that records each call and
@@ -211,7 +214,7 @@ RACER = """
 import sys, time
 from pathlib import Path
 from encoderkit.config import TrainConfig
-from encoderkit.data.cache import prepare_cached
+from encoderkit.training.prepare import prepare_cached
 from encoderkit.modeling import load_tokenizer
 from encoderkit.tasks import get_task
 from encoderkit.tasks.sequence import SequenceTask
@@ -348,9 +351,10 @@ def test_prepare_reads_only_config_fields_in_the_key(task: str, tmp_path: Path, 
         config = TrainConfig(task=task, train=str(train), eval=str(dev), label_column=label)
     recorder = ReadRecorder(config)
     get_task(task).prepare(recorder, tokenizer, LIMIT)
-    unkeyed = recorder.fields_read - set(PREPARE_FIELDS)
-    assert not unkeyed, f"add {sorted(unkeyed)} to PREPARE_FIELDS in encoderkit/data/cache.py"
+    unkeyed = recorder.fields_read - set(get_task(task).prepare_fields)
+    assert not unkeyed, f"add {sorted(unkeyed)} to the prepare_fields of the {task} task"
 
 
-def test_prepare_fields_are_config_fields() -> None:
-    assert set(PREPARE_FIELDS) <= set(FIELD_NAMES)
+@pytest.mark.parametrize("task", ["classification", "regression", "qa"])
+def test_prepare_fields_are_config_fields(task: str) -> None:
+    assert set(get_task(task).prepare_fields) <= set(FIELD_NAMES)

@@ -1,56 +1,38 @@
-"""Tokenized data cached on disk, one file per (data, tokenizer, settings).
+"""Values computed from data, cached on disk by content: one file per key.
 
 Tokenizing SST-2 or SQuAD takes seconds to tens of seconds, paid again by every run and by every
-process of a distributed run. `prepare_cached` keys a task's `prepare` result by everything it
-depends on (the data files' contents, the tokenizer, the config fields `prepare` reads, and
-encoderkit's own code) and keeps it as a pickle in `cache_dir()`. The cache only ever saves time:
-a file that does not load is a miss, a folder that cannot be written costs one warning, and bad
-input raises from `prepare` before anything is stored.
+process of a distributed run. `cached(key, compute)` keeps `compute()`'s result as a pickle in
+`cache_dir()` under a key that names everything the result depends on (`cache_key`: the data
+files' contents, the tokenizer, the settings, and encoderkit's own code; training/prepare.py
+builds it for a task's features). The cache only ever saves time: a file that does not load is a
+miss, a folder that cannot be written costs one warning, and bad input raises from `compute`
+before anything is stored.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import os
 import pickle
-import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TypeVar
 
-from encoderkit import __version__
-from encoderkit.tasks import PreparedData, Task
-from encoderkit.training.fingerprint import data_source
+from encoderkit.atomic import write_atomic
+from encoderkit.version import __version__
 
-CACHE_FORMAT = 1  # bump when `CacheEntry` changes shape
+T = TypeVar("T")
 
-# Every config field a task's `prepare` reads; a field left out would let a changed setting be
-# served stale data (tests/unit/test_token_cache.py fails when `prepare` reads one not listed).
-PREPARE_FIELDS = (
-    "task",
-    "train",
-    "eval",
-    "text_column",  # classification / regression
-    "text_pair_column",
-    "label_column",
-    "max_length",
-    "doc_stride",  # qa
-    "max_query_length",
-    "qa_metric",
-)
+CACHE_FORMAT = 2  # bump when `CacheEntry` changes shape
 
 
 @dataclass
 class CacheEntry:
     key: str
-    data: PreparedData
-    printed: str  # what `prepare` printed (QA: the data check), printed again on a hit
-    task_state: dict[str, Any]  # attributes `prepare` set on the task (QA: the training data's metric)
+    value: Any
 
 
 def cache_dir() -> Path:
@@ -61,73 +43,43 @@ def cache_dir() -> Path:
     return Path(base) / "encoderkit" / "tokens"
 
 
-def prepare_cached(
-    task: Task, config: Any, tokenizer: Any, model_limit: int, echo: Callable[[str], None]
-) -> PreparedData:
-    """`task.prepare(config, tokenizer, model_limit)`, read from the cache when it holds the same key.
-
-    With `config.cache` off, or when the inputs cannot be keyed by content (a Hub dataset), this is
-    plain `prepare`: nothing is read or written.
+def cached(key: str | None, compute: Callable[[], T], echo: Callable[[str], None]) -> T:
+    """`compute()`, read from the cache when it holds `key`; a None key means plain `compute()`.
 
     Raises:
-        UserError: bad input, from `prepare` (never from the cache).
+        whatever `compute` raises (never an error of the cache itself).
     """
-    key = cache_key(task.name, config, tokenizer, model_limit) if config.cache else None
     if key is None:
-        return task.prepare(config, tokenizer, model_limit)
+        return compute()
     path = cache_dir() / f"{key}.pkl"
     entry = _load(path, key)
     if entry is None:
         # The processes of a torchrun launch (or runs started together) miss together: the first to
-        # take the key's lock tokenizes and stores, the others wait and then read its entry, so
+        # take the key's lock computes and stores, the others wait and then read its entry, so
         # the data is tokenized once, not once per process.
         with _key_lock(path.with_name(f".{key}.lock")):
             entry = _load(path, key)
             if entry is None:
-                return _prepare_and_store(task, config, tokenizer, model_limit, path, key, echo)
-    sys.stdout.write(entry.printed)  # where `prepare` printed it, so the console looks the same
-    _restore_task(task, entry.task_state, config)
+                return _compute_and_store(compute, path, key, echo)
     echo(f"tokenized data: from cache ({key[:12]})")
-    return entry.data
+    value: T = entry.value
+    return value
 
 
-def _prepare_and_store(
-    task: Task,
-    config: Any,
-    tokenizer: Any,
-    model_limit: int,
-    path: Path,
-    key: str,
-    echo: Callable[[str], None],
-) -> PreparedData:
-    with _tee_stdout() as printed:
-        data = task.prepare(config, tokenizer, model_limit)
-    problem = _store(path, CacheEntry(key, data, printed.getvalue(), _task_state(task)))
+def _compute_and_store(compute: Callable[[], T], path: Path, key: str, echo: Callable[[str], None]) -> T:
+    value = compute()
+    problem = _store(path, CacheEntry(key, value))
     if problem:
         echo(f"warning: tokenized data not cached: could not write to {path.parent} ({problem})")
     else:
         echo(f"tokenized data: cached for next time ({key[:12]})")
-    return data
+    return value
 
 
-def cache_key(task_name: str, config: Any, tokenizer: Any, model_limit: int) -> str | None:
-    """sha256 of everything `prepare`'s result depends on; None when the data is a Hub dataset
-    (known by name only, its content may change) or the tokenizer has no serialized form."""
-    identity = tokenizer_identity(tokenizer)
-    data = {role: data_source(getattr(config, role)) for role in ("train", "eval")}
-    if identity is None or any(d is not None and "sha256" not in d for d in data.values()):
-        return None
-    material = {
-        "format": CACHE_FORMAT,
-        "version": __version__,
-        "code": code_digest(),
-        "task": task_name,
-        "config": {name: getattr(config, name) for name in PREPARE_FIELDS},
-        "data": data,  # path, size and sha256 of each file
-        "tokenizer": identity,
-        "model_limit": model_limit,
-    }
-    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+def cache_key(material: dict[str, Any]) -> str:
+    """sha256 of `material` (JSON-able: settings, data digests, tokenizer identity) and of the code."""
+    keyed = {"format": CACHE_FORMAT, "version": __version__, "code": code_digest(), **material}
+    return hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def tokenizer_identity(tokenizer: Any) -> dict[str, Any] | None:
@@ -158,7 +110,7 @@ def code_digest() -> str:
     The version number is rarely bumped during development, and a fix in windowing or labelling (or
     a new field of `Encoded`) must not be served features made by the old code.
     """
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[1]  # the encoderkit package
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
@@ -176,24 +128,17 @@ def _load(path: Path, key: str) -> CacheEntry | None:
 
 
 def _store(path: Path, entry: CacheEntry) -> str | None:
-    """Write `entry` to `path`; the reason it could not be written, or None.
+    """Write `entry` to `path` atomically; the reason it could not be written, or None.
 
-    The entry goes to a temporary file in the same folder, renamed into place, so processes writing
-    the same key at once (torchrun ranks) and a kill mid-write never leave a half-written entry.
+    Processes writing the same key at once (torchrun ranks) and a kill mid-write never leave a
+    half-written entry.
     """
-    tmp: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".", suffix=".tmp", delete=False) as f:
-            tmp = Path(f.name)
-            pickle.dump(entry, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
+        write_atomic(path, lambda f: pickle.dump(entry, f, protocol=pickle.HIGHEST_PROTOCOL))
         return None
     except Exception as exc:  # a read-only folder, a full disk, ...: the cache never fails a run
         return getattr(exc, "strerror", None) or str(exc)
-    finally:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)  # after os.replace it is gone already
 
 
 @contextlib.contextmanager
@@ -212,38 +157,3 @@ def _key_lock(path: Path) -> Iterator[None]:
     with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
         yield
-
-
-def _task_state(task: Task) -> dict[str, Any]:
-    """The attributes `prepare` left on the task for later calls, without the config: a hit sets
-    the current one, whose fields outside the key (QA decoding: n_best) may differ."""
-    return {name: value for name, value in vars(task).items() if name != "config"}
-
-
-def _restore_task(task: Task, state: dict[str, Any], config: Any) -> None:
-    vars(task).update(state)
-    if "config" in vars(task):  # QA keeps the config for decoding and the saved settings
-        vars(task)["config"] = config
-
-
-class _Tee(io.StringIO):
-    """A copy of everything written, passed on to `out` as it comes."""
-
-    def __init__(self, out: TextIO) -> None:
-        super().__init__()
-        self._out = out
-
-    def write(self, text: str) -> int:
-        self._out.write(text)
-        return super().write(text)
-
-    def flush(self) -> None:
-        self._out.flush()
-
-
-@contextlib.contextmanager
-def _tee_stdout() -> Iterator[_Tee]:
-    """Print as usual and keep a copy of what was printed."""
-    tee = _Tee(sys.stdout)
-    with contextlib.redirect_stdout(tee):
-        yield tee

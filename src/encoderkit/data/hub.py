@@ -26,9 +26,8 @@ def parse_hub_name(source: str) -> list[tuple[str, str | None, str]]:
     return [(name, None, split)]
 
 
-def read_hub_table(source: str) -> Any:
-    from encoderkit.data.tables import Table
-
+def read_hub_rows(source: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """(column names, rows) of a Hub dataset split; `data.tables.read_table` makes a Table of them."""
     try:
         import datasets
     except ImportError:  # pragma: no cover - datasets is a dependency
@@ -40,7 +39,6 @@ def read_hub_table(source: str) -> Any:
         except Exception as exc:  # datasets raises many types (offline, not found, bad split)
             last_error = exc
             continue
-        rows = [dict(row) for row in dataset]
-        return Table(source, list(dataset.column_names), rows, [None] * len(rows))
+        return list(dataset.column_names), [dict(row) for row in dataset]
     reason = str(last_error).splitlines()[0][:200] if last_error else "unknown error"
     raise UserError(f"{source}: not a local file, and loading it from the Hugging Face Hub failed: {reason}")

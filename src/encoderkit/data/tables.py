@@ -39,8 +39,6 @@ def read_table(source: str) -> Table:
     path = Path(source)
     if not path.exists():
         if HUB_NAME.match(source) and not _looks_like_file(source):
-            from encoderkit.data.hub import read_hub_table
-
             return read_hub_table(source)
         raise UserError(f"{source}: file not found")
     if path.is_dir():
@@ -58,6 +56,14 @@ def read_table(source: str) -> Table:
     if not table.rows:
         raise UserError(f"{source}: empty file (no data rows)")
     return table
+
+
+def read_hub_table(source: str) -> Table:
+    """A Hub dataset split as a Table (no source lines: errors name the row index)."""
+    from encoderkit.data.hub import read_hub_rows  # `datasets` is slow to import: only when asked
+
+    columns, rows = read_hub_rows(source)
+    return Table(source, columns, rows, [None] * len(rows))
 
 
 def _looks_like_file(source: str) -> bool:

@@ -248,23 +248,24 @@ def score_squad_v2(
 
 
 def score(
-    task: str,
+    metric: str,
     gold: dict[str, list[str]],
     preds: dict[str, str],
     na_probs: dict[str, float] | None = None,
 ) -> dict[str, float]:
-    """Score `preds` against `gold` with the official metric of `task`.
+    """Score `preds` against `gold` with the official metric `metric` (`encoderkit score --task`).
 
-    Every task returns `exact_match` and `f1` on 0-100; squad_v2 adds its official keys.
-    `na_probs` is used by squad_v2 only and ignored by the other tasks.
+    Every metric returns `exact_match` and `f1` on 0-100; squad_v2 adds its official keys.
+    `na_probs` is used by squad_v2 only and ignored by the others.
 
     Raises:
-        UserError: `task` is not one of "squad", "squad_v2", "korquad", or the scorer refuses the input.
+        UserError: `metric` is not one of "squad", "squad_v2", "korquad", or the scorer refuses the input.
     """
-    if task == "squad":
-        return score_squad_v1(gold, preds)
-    if task == "squad_v2":
-        return score_squad_v2(gold, preds, na_probs)
-    if task == "korquad":
-        return score_korquad(gold, preds)
-    raise UserError(f"unknown QA metric task {task!r}; expected one of {', '.join(TASKS)}")
+    scorers = {
+        "squad": lambda: score_squad_v1(gold, preds),
+        "squad_v2": lambda: score_squad_v2(gold, preds, na_probs),
+        "korquad": lambda: score_korquad(gold, preds),
+    }
+    if metric not in scorers:
+        raise UserError(f"unknown QA metric task {metric!r}; expected one of {', '.join(TASKS)}")
+    return scorers[metric]()

@@ -11,17 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from encoderkit import __version__
+from encoderkit.atomic import write_atomic
 from encoderkit.reporting import plots
+from encoderkit.reporting.formats import format_number
 from encoderkit.reporting.report import (
     _PAGE,
     _STYLE,
     PlotSpec,
-    _atomic_write,
     _section,
-    format_number,
     plots_section,
 )
+from encoderkit.version import __version__
 
 
 @dataclass
@@ -128,8 +128,8 @@ def write_comparison_report(
     plot_dir.mkdir(parents=True, exist_ok=True)
     rendered = comparison_plots(results)
     for spec, png in rendered:
-        _atomic_write(plot_dir / spec.filename, png)
+        write_atomic(plot_dir / spec.filename, png)
     report = folder / "report.html"
     page = render_comparison(title, comparison_rows(results), rendered, notes)
-    _atomic_write(report, page.encode("utf-8"))
+    write_atomic(report, page.encode("utf-8"))
     return report

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import base64
 import html
-import math
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 from typing import Any
 
-from encoderkit import __version__
+from encoderkit.atomic import write_atomic
 from encoderkit.reporting import plots
+from encoderkit.reporting.formats import format_number, format_value
+from encoderkit.version import __version__
 
 
 @dataclass
@@ -103,32 +102,6 @@ $sections
 </body>
 </html>
 """)
-
-
-def format_number(value: float) -> str:
-    """Format a metric for people: ints as is, floats with 4 decimals (or in scientific notation
-    when very small or very large), and nan/inf spelled out."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if not math.isfinite(value):
-        return str(value)
-    magnitude = abs(value)
-    if magnitude != 0 and (magnitude < 1e-3 or magnitude >= 1e7):
-        return f"{value:.3e}"
-    if magnitude >= 1000:
-        return f"{value:,.1f}"
-    return f"{value:.4f}"
-
-
-def format_value(value: Any) -> str:
-    """Format a configuration value the way it reads in YAML: true/false, null, exact numbers."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def _section(heading: str, body: str) -> str:
@@ -234,20 +207,6 @@ def render_report(inputs: ReportInputs, rendered: list[tuple[PlotSpec, bytes]]) 
     )
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old file or the new one, never a partial one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            # mkstemp makes the file private (0600); the report is meant to be shared like any output.
-            os.fchmod(f.fileno(), 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_report(run_dir: Path, inputs: ReportInputs) -> Path:
     """Write `run_dir/report.html` and its plots under `run_dir/plots/`; return the HTML's path.
 
@@ -261,10 +220,10 @@ def write_report(run_dir: Path, inputs: ReportInputs) -> Path:
     rendered = render_plots(inputs)
     written = {spec.filename for spec, _ in rendered}
     for spec, png in rendered:
-        _atomic_write(plot_dir / spec.filename, png)
+        write_atomic(plot_dir / spec.filename, png)
     for spec in PLOTS:
         if spec.filename not in written:
             (plot_dir / spec.filename).unlink(missing_ok=True)
     report = run_dir / "report.html"
-    _atomic_write(report, render_report(inputs, rendered).encode("utf-8"))
+    write_atomic(report, render_report(inputs, rendered).encode("utf-8"))
     return report

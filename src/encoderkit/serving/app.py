@@ -22,12 +22,12 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
-from encoderkit import __version__
 from encoderkit.errors import UserError
 from encoderkit.serving.batcher import MicroBatcher, QueueFull
 from encoderkit.serving.limits import BodyLimit, error_response, token_ok
-from encoderkit.serving.schemas import BODIES
 from encoderkit.serving.settings import ServeSettings
+from encoderkit.tasks import get_task
+from encoderkit.version import __version__
 
 log = logging.getLogger("encoderkit.serving")
 bearer = HTTPBearer(auto_error=False, description="needed when the server was started with a token")
@@ -81,7 +81,8 @@ def token_check(token: str | None) -> Any:
 def _add_predict(
     app: FastAPI, predictor: Any, settings: ServeSettings, batcher: MicroBatcher, guarded: list[Any]
 ) -> None:
-    request_body, response_body = BODIES[predictor.task]
+    task = get_task(predictor.task)
+    request_body, response_body = task.request_body, task.response_body
 
     async def predict(body: Any) -> dict[str, Any]:
         rows = [item.model_dump(exclude_unset=True) for item in body.inputs]
@@ -158,12 +159,7 @@ def model_info(predictor: Any, model_name: str) -> dict[str, Any]:
         "version": __version__,
         "pairs": predictor.pairs,
     }
-    if predictor.task == "qa":
-        keys = ("doc_stride", "max_query_length", "n_best", "max_answer_length", "null_threshold")
-        out["qa"] = {k: meta.get(k) for k in (*keys, "qa_metric")}
-    if predictor.task == "fill-mask":
-        out["mask_token"] = meta.get("mask_token")
-    return out
+    return out | get_task(predictor.task).info(meta)
 
 
 def render_page(predictor: Any, auth: bool) -> str:

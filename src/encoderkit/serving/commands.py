@@ -78,8 +78,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_fill_mask(args: argparse.Namespace) -> int:
     from encoderkit.errors import UserError
-    from encoderkit.inference.fill_mask import MAX_TOP_K
     from encoderkit.inference.predictor import Predictor
+    from encoderkit.tasks.fill_mask import MAX_TOP_K
 
     if not 1 <= args.top_k <= MAX_TOP_K:
         raise UserError(f"--top-k: must be from 1 to {MAX_TOP_K}, got {args.top_k}")

@@ -1,60 +1,26 @@
-"""Tasks behind one small interface: read and check data, evaluate outputs, format predictions."""
+"""Tasks behind one interface (`base.Task`), found through the registry (`encoderkit/registry.py`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+import importlib
 
-import torch
-
+from encoderkit import registry
 from encoderkit.errors import UserError
-from encoderkit.training.batching import Encoded
+from encoderkit.tasks.base import CardText, Evaluation, LoadedModel, Outputs, PreparedData, Task
 
-
-@dataclass
-class PreparedData:
-    """Everything training needs from the data, checked before the run folder is created."""
-
-    train: Encoded
-    eval: Encoded | None
-    eval_gold: Any  # what `evaluate` compares against (targets, or QA examples + features)
-    label_names: list[str] | None
-    columns: dict[str, str | None]
-    lengths: list[int]  # untruncated training lengths, for the report
-    max_length: int
-    summary: dict[str, Any] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Evaluation:
-    metrics: dict[str, float]
-    confusion: list[list[int]] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # task-specific (QA predictions, threshold)
-
-
-class Task(Protocol):
-    name: str
-    model_class: Any
-    default_metric: str
-
-    def prepare(self, config: Any, tokenizer: Any, model_limit: int) -> PreparedData: ...
-
-    def model_config(self, data: PreparedData) -> dict[str, Any]: ...
-
-    def evaluate(self, outputs: dict[str, torch.Tensor], data: PreparedData) -> Evaluation: ...
-
-    def saved_settings(self, data: PreparedData, final: Evaluation | None) -> dict[str, Any]: ...
-
-    def report_sections(self, data: PreparedData, final: Evaluation | None) -> list[tuple[str, str]]: ...
+__all__ = ["CardText", "Evaluation", "LoadedModel", "Outputs", "PreparedData", "Task", "get_task"]
 
 
 def get_task(name: str) -> Task:
-    from encoderkit.tasks.qa import QATask
-    from encoderkit.tasks.sequence import SequenceTask
+    """The task registered under `name` (or an alias of it).
 
-    if name in ("classification", "regression"):
-        return SequenceTask(name)
-    if name == "qa":
-        return QATask()
-    raise UserError(f"field 'task': '{name}' is not available yet")
+    Raises:
+        UserError: no task has that name.
+    """
+    found = registry.entry(name)
+    if found is None:
+        known = ", ".join(e.name for e in registry.REGISTRY)
+        raise UserError(f"field 'task': '{name}' is not a task encoderkit knows ({known})")
+    task_class = getattr(importlib.import_module(found.module), found.cls)
+    task: Task = task_class(found)
+    return task

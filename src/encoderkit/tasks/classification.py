@@ -15,14 +15,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoModelForSequenceClassification
 
 from encoderkit.data.columns import Columns
 from encoderkit.data.tables import Table
 from encoderkit.data.text_checks import check_text
 from encoderkit.errors import UserError, brief
 from encoderkit.evaluation.metrics import classification_metrics, confusion, regression_metrics
-from encoderkit.training.batching import Encoded
+from encoderkit.features.encoded import Encoded
 
 
 @dataclass(frozen=True)
@@ -189,7 +188,3 @@ def format_predictions(logits: torch.Tensor, label_names: list[str] | None) -> l
             }
         )
     return out
-
-
-MODEL_CLASS = AutoModelForSequenceClassification
-DEFAULT_METRIC = {"classification": "accuracy", "regression": "pearson"}

@@ -14,16 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from transformers import AutoModelForQuestionAnswering
 
+from encoderkit.config import TrainConfig
 from encoderkit.data.qa_types import QAExample
 from encoderkit.data.squad import check_answers, gold_answers, read_squad_file
 from encoderkit.errors import UserError
-from encoderkit.evaluation.squad_metrics import score
-from encoderkit.tasks import Evaluation, PreparedData
+from encoderkit.evaluation.squad_metrics import exact_match, score
+from encoderkit.features.encoded import Encoded
+from encoderkit.model_folder.card import CardText
+from encoderkit.tasks.base import Evaluation, LoadedModel, Outputs, PreparedData, Registered
 from encoderkit.tasks.qa_features import QAFeatures, build_features, feature_stats
 from encoderkit.tasks.qa_postprocess import QAPrediction, decode_predictions, null_margins
-from encoderkit.training.batching import Encoded
+from encoderkit.tasks.qa_serving import QARequest, QAResponse, qa_examples, qa_row
+from encoderkit.tasks.rows import check_rows, with_ids
 
 QA_WINDOW = 384  # `--max-length auto` for QA: the standard SQuAD window
 
@@ -42,7 +47,7 @@ def read_qa_examples(source: str) -> list[QAExample]:
     """SQuAD JSON / JSONL files, or a Hub dataset with id/question/context/answers columns."""
     if Path(source).exists() or source.lower().split(":")[0].endswith((".json", ".jsonl", ".gz")):
         return read_squad_file(source)
-    from encoderkit.data.hub import read_hub_table
+    from encoderkit.data.tables import read_hub_table
 
     table = read_hub_table(source)
     examples = []
@@ -80,28 +85,34 @@ def choose_metric(requested: str, examples: list[QAExample]) -> str:
     return "squad_v2" if any(e.is_impossible for e in examples) else "squad"
 
 
-class QATask:
-    name = "qa"
+class QATask(Registered):
+    """Extractive QA: SQuAD v1.1 / v2.0 and KorQuAD, official metrics, long contexts in windows."""
+
     model_class = AutoModelForQuestionAnswering
-    default_metric = "f1"
+    target_keys = ("start_positions", "end_positions")
+    prepare_fields = ("task", "train", "eval", "max_length", "doc_stride", "max_query_length", "qa_metric")
+    card = CardText(
+        pipeline_tag="question-answering",
+        auto_class="AutoModelForQuestionAnswering",
+        phrase="extractive question answering",
+        example_call='inputs = tokenizer("Who wrote it?", "It was written by Ada.", return_tensors="pt")',
+    )
+    request_body = QARequest
+    response_body = QAResponse
 
-    def __init__(self) -> None:
-        self.config: Any = None
-        self.padding_side = "right"
-        self.train_metric = "squad"  # what the training data implies (squad_v2 if unanswerable)
+    # Training --------------------------------------------------------------------------------
 
-    def prepare(self, config: Any, tokenizer: Any, model_limit: int) -> PreparedData:
-        """Read, repair and window the data; the data check goes into the summary and warnings."""
-        self.config = config
-        self.padding_side = tokenizer.padding_side
+    def prepare(self, config: TrainConfig, tokenizer: Any, model_limit: int) -> PreparedData:
+        """Read, repair and window the data; the data check goes into the summary and messages."""
+        assert config.train is not None  # validated by the config
         max_length = QA_WINDOW if config.max_length == "auto" else int(config.max_length)
         max_length = min(max_length, model_limit)
         raw = read_qa_examples(config.train)
-        self.train_metric = choose_metric(config.qa_metric, raw)
+        train_metric = choose_metric(config.qa_metric, raw)
         check = check_answers(raw)
         if not check.examples:
             raise UserError(f"{config.train}: no usable training questions after the answer check")
-        window = dict(
+        window: dict[str, Any] = dict(
             max_length=max_length, doc_stride=config.doc_stride, max_query_length=config.max_query_length
         )
         train_features = build_features(tokenizer, check.examples, with_labels=True, **window)
@@ -126,24 +137,11 @@ class QATask:
             warnings.append(f"data check: {len(check.messages) - 20} more answers skipped")
         eval_encoded, eval_set = None, None
         if config.eval:
-            examples = read_qa_examples(config.eval)
-            if all(e.is_impossible for e in examples) and not any(e.is_impossible for e in raw):
-                raise UserError(f"{config.eval}: no question has a gold answer; scoring needs answers")
-            features = build_features(tokenizer, examples, with_labels=False, **window)
-            metric = choose_metric(config.qa_metric, raw + examples)
-            unanswerable = next((e for e in examples if e.is_impossible), None)
-            if metric != "squad_v2" and unanswerable is not None:
-                # Checked here, not at the first evaluation after an epoch of training.
-                raise UserError(
-                    f"{config.eval}: question {unanswerable.id!r} has no answer, which the {metric} "
-                    "metric cannot score; use --qa-metric squad_v2 (or auto)"
-                )
-            eval_set = QAEvalSet(examples, features, gold_answers(examples), metric)
-            eval_encoded = encode(tokenizer, features)
-            summary["eval questions"] = len(examples)
-            summary["eval windows"] = len(features.input_ids)
-            summary["metric"] = metric
-        print_data_check(summary)
+            eval_set = _eval_set(config.eval, raw, config.qa_metric, tokenizer, window)
+            eval_encoded = encode(tokenizer, eval_set.features)
+            summary["eval questions"] = len(eval_set.examples)
+            summary["eval windows"] = len(eval_set.features.input_ids)
+            summary["metric"] = eval_set.metric
         return PreparedData(
             train=encode(tokenizer, train_features),
             eval=eval_encoded,
@@ -154,48 +152,131 @@ class QATask:
             max_length=max_length,
             summary=summary,
             warnings=warnings,
+            settings={"padding_side": tokenizer.padding_side, "train_metric": train_metric},
+            messages=data_check_lines(summary),
         )
 
     def model_config(self, data: PreparedData) -> dict[str, Any]:
         return {}
 
-    def evaluate(self, outputs: dict[str, torch.Tensor], data: PreparedData) -> Evaluation:
-        eval_set: QAEvalSet = data.eval_gold
-        predictions = self.decode(outputs, eval_set.examples, eval_set.features, null_threshold=None)
-        return evaluate_predictions(predictions, eval_set)
+    def loss(self, logits: Outputs, targets: Outputs, pad: torch.Tensor | None) -> torch.Tensor:
+        """Mean of the start and end cross-entropies over each sequence's own positions.
 
-    def decode(
-        self, outputs: dict[str, torch.Tensor], examples: list[QAExample], features: QAFeatures,
-        null_threshold: float | None,
-    ) -> list[QAPrediction]:  # fmt: skip
-        return decode_predictions(
-            examples, features, outputs["start_logits"], outputs["end_logits"],
-            n_best=self.config.n_best, max_answer_length=self.config.max_answer_length,
-            null_threshold=null_threshold, padding_side=self.padding_side,
-        )  # fmt: skip
+        Pads get -inf (a packed batch has them already): HF's QA loss takes the softmax over the
+        padded positions too, so an example's loss would depend on the other examples' lengths.
+        """
+        start, end = logits["start_logits"], logits["end_logits"]
+        if pad is not None:
+            start, end = start.masked_fill(pad, float("-inf")), end.masked_fill(pad, float("-inf"))
+        losses = F.cross_entropy(start.float(), targets["start_positions"])
+        return (losses + F.cross_entropy(end.float(), targets["end_positions"])) / 2
 
-    def saved_settings(self, data: PreparedData, final: Evaluation | None) -> dict[str, Any]:
-        """Decoding settings a Predictor must reuse so served answers equal evaluated answers."""
+    def decoding(self, config: TrainConfig, data: PreparedData) -> dict[str, Any]:
+        """Windows and n-best settings a Predictor must reuse so served answers equal evaluated ones."""
+        eval_set: QAEvalSet | None = data.eval_gold
         return {
-            "doc_stride": self.config.doc_stride,
-            "max_query_length": self.config.max_query_length,
-            "n_best": self.config.n_best,
-            "max_answer_length": self.config.max_answer_length,
-            "null_threshold": self._null_threshold(final),
-            "qa_metric": data.eval_gold.metric if data.eval_gold else self.train_metric,
+            "doc_stride": config.doc_stride,
+            "max_query_length": config.max_query_length,
+            "n_best": config.n_best,
+            "max_answer_length": config.max_answer_length,
+            "padding_side": data.settings["padding_side"],
+            "qa_metric": eval_set.metric if eval_set else data.settings["train_metric"],
         }
 
-    def _null_threshold(self, final: Evaluation | None) -> float | None:
-        """Tuned on the eval set for SQuAD v2; without one, 0.0 (the HF default) so a v2 model can
-        still abstain; None for v1 models, which always answer."""
+    def evaluate(self, outputs: Outputs, data: PreparedData, decoding: dict[str, Any]) -> Evaluation:
+        eval_set: QAEvalSet = data.eval_gold
+        predictions = decode(
+            outputs, eval_set.examples, eval_set.features, {**decoding, "null_threshold": None}
+        )
+        return evaluate_predictions(predictions, eval_set)
+
+    def tuned(self, decoding: dict[str, Any], final: Evaluation | None) -> dict[str, Any]:
+        """The null threshold, tuned on the eval set for SQuAD v2; without one, 0.0 (the HF default)
+        so a v2 model can still abstain; None for v1 models, which always answer."""
         if final is not None and final.extra.get("null_threshold") is not None:
-            return float(final.extra["null_threshold"])
-        return 0.0 if self.train_metric == "squad_v2" else None
+            return {"null_threshold": float(final.extra["null_threshold"])}
+        return {"null_threshold": 0.0 if decoding["qa_metric"] == "squad_v2" else None}
 
     def report_sections(self, data: PreparedData, final: Evaluation | None) -> list[tuple[str, str]]:
         if final is None or data.eval_gold is None:
             return []
         return [("Example answers (eval set)", examples_section(final.extra["predictions"], data.eval_gold))]
+
+    def labels_text(self, label_names: list[str] | None) -> str:
+        return "The model predicts the start and end of the answer span in the context."
+
+    # Inference -------------------------------------------------------------------------------
+
+    def check_rows(self, rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
+        qa_examples(check_rows(rows, self.name, ("question", "context")))
+
+    def predict_rows(self, rows: list[dict[str, Any]], model: LoadedModel) -> list[dict[str, Any]]:
+        examples = qa_examples(check_rows(rows, self.name, ("question", "context")))
+        return with_ids(rows, [qa_row(p) for p in answer(examples, model)])
+
+    def predict_file(
+        self, source: str, flags: dict[str, str | None], model: LoadedModel
+    ) -> list[dict[str, Any]]:
+        return [qa_row(p) for p in answer(read_qa_examples(source), model)]
+
+    def evaluate_file(self, source: str, flags: dict[str, str | None], model: LoadedModel) -> dict[str, Any]:
+        """Official scores with the saved windows, n-best settings and null threshold."""
+        examples = read_qa_examples(source)
+        metric = model.meta.get("qa_metric") or choose_metric("auto", examples)
+        answers = {p.id: p.answer for p in answer(examples, model)}
+        return {**score(metric, gold_answers(examples), answers), "examples": len(examples), "metric": metric}
+
+    def info(self, meta: dict[str, Any]) -> dict[str, Any]:
+        keys = (
+            "doc_stride",
+            "max_query_length",
+            "n_best",
+            "max_answer_length",
+            "null_threshold",
+            "qa_metric",
+        )
+        return {"qa": {k: meta.get(k) for k in keys}}
+
+
+def _eval_set(
+    source: str, train: list[QAExample], requested: str, tokenizer: Any, window: dict[str, Any]
+) -> QAEvalSet:
+    """The eval questions, windowed, with the metric that scores them (checked before training)."""
+    examples = read_qa_examples(source)
+    if all(e.is_impossible for e in examples) and not any(e.is_impossible for e in train):
+        raise UserError(f"{source}: no question has a gold answer; scoring needs answers")
+    features = build_features(tokenizer, examples, with_labels=False, **window)
+    metric = choose_metric(requested, train + examples)
+    unanswerable = next((e for e in examples if e.is_impossible), None)
+    if metric != "squad_v2" and unanswerable is not None:
+        # Checked here, not at the first evaluation after an epoch of training.
+        raise UserError(
+            f"{source}: question {unanswerable.id!r} has no answer, which the {metric} "
+            "metric cannot score; use --qa-metric squad_v2 (or auto)"
+        )
+    return QAEvalSet(examples, features, gold_answers(examples), metric)
+
+
+def decode(
+    outputs: Outputs, examples: list[QAExample], features: QAFeatures, settings: dict[str, Any]
+) -> list[QAPrediction]:
+    """The one QA decoder: n-best spans per question, as evaluation, predict and serve read them."""
+    return decode_predictions(
+        examples, features, outputs["start_logits"], outputs["end_logits"],
+        n_best=int(settings["n_best"]), max_answer_length=int(settings["max_answer_length"]),
+        null_threshold=settings.get("null_threshold"), padding_side=settings.get("padding_side", "right"),
+    )  # fmt: skip
+
+
+def answer(examples: list[QAExample], model: LoadedModel) -> list[QAPrediction]:
+    """QA predictions of a saved model, with the windows and decoding settings it was saved with."""
+    m = model.meta
+    features = build_features(
+        model.tokenizer, examples, max_length=int(m["max_length"]), doc_stride=int(m["doc_stride"]),
+        max_query_length=int(m["max_query_length"]), with_labels=False,
+    )  # fmt: skip
+    outputs = model.outputs(Encoded(features.input_ids, features.token_type_ids))
+    return decode(outputs, examples, features, {**m, "padding_side": model.tokenizer.padding_side})
 
 
 def evaluate_predictions(predictions: list[QAPrediction], eval_set: QAEvalSet) -> Evaluation:
@@ -223,17 +304,14 @@ def evaluate_predictions(predictions: list[QAPrediction], eval_set: QAEvalSet) -
     return Evaluation(metrics, extra={"predictions": shown, "null_threshold": threshold})
 
 
-def print_data_check(summary: dict[str, Any]) -> None:
+def data_check_lines(summary: dict[str, Any]) -> list[str]:
+    """The data check as console lines: a heading, then one aligned `key  value` line each."""
     width = max(len(k) for k in summary)
-    print("data check:")
-    for key, value in summary.items():
-        print(f"  {key:<{width}}  {value}")
+    return ["data check:", *(f"  {key:<{width}}  {value}" for key, value in summary.items())]
 
 
 def examples_section(predictions: list[QAPrediction], eval_set: QAEvalSet, count: int = 12) -> str:
     """An HTML table of right and wrong answers (half each, where there are enough)."""
-    from encoderkit.evaluation.squad_metrics import exact_match
-
     rows = []
     for p in predictions:
         gold = eval_set.gold.get(p.id) or [""]

@@ -1,28 +1,90 @@
-"""Classification and regression as a Task: the glue between files, tokenizer and metrics."""
+"""Classification and regression as a Task: the glue between files, tokenizer, model and metrics.
+
+The pure parts (labels, targets, tokenizing, metrics, output rows) are in `classification.py`.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, Field
+from transformers import AutoModelForSequenceClassification
 
+from encoderkit.config import TrainConfig
 from encoderkit.data.columns import Columns, resolve_columns
 from encoderkit.data.lengths import length_stats
-from encoderkit.data.tables import read_table
-from encoderkit.tasks import Evaluation, PreparedData
+from encoderkit.data.tables import Table, read_table
+from encoderkit.errors import UserError
+from encoderkit.model_folder.card import CardText
+from encoderkit.registry import TaskEntry
+from encoderkit.reporting.markdown import md_table
 from encoderkit.tasks import classification as cls
+from encoderkit.tasks.base import Evaluation, LoadedModel, Outputs, PreparedData, Registered
+from encoderkit.tasks.rows import check_rows, text_field, with_ids
+from encoderkit.tasks.schemas import Id, Strict, id_field, request_of
+
+ROW_FIELDS = ("text", "text_pair")
 
 
-class SequenceTask:
-    model_class = cls.MODEL_CLASS
+class TextInput(Strict):
+    id: Id = id_field()
+    text: str
+    text_pair: str | None = Field(None, description="the second text, for models trained on pairs")
 
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.regression = name == "regression"
-        self.default_metric = cls.DEFAULT_METRIC[name]
 
-    def prepare(self, config: Any, tokenizer: Any, model_limit: int) -> PreparedData:
+TextRequest = request_of("TextRequest", TextInput)
+
+
+class TextOutput(BaseModel):
+    id: Id = None
+    label: int | None = Field(None, description="classification: the predicted class id")
+    label_name: str | None = None
+    probabilities: dict[str, float] | None = None
+    score: float | None = Field(None, description="regression: the predicted value")
+
+
+class TextResponse(BaseModel):
+    task: str
+    predictions: list[TextOutput]
+
+
+class SequenceTask(Registered):
+    """Single texts or pairs, any number of labels (`classification`) or one score (`regression`)."""
+
+    model_class = AutoModelForSequenceClassification
+    target_keys = ("labels",)
+    prepare_fields = (
+        "task",
+        "train",
+        "eval",
+        "text_column",
+        "text_pair_column",
+        "label_column",
+        "max_length",
+    )
+    request_body = TextRequest
+    response_body = TextResponse
+
+    def __init__(self, entry: TaskEntry) -> None:
+        super().__init__(entry)
+        self.regression = entry.name == "regression"
+        phrase = (
+            "text regression (one continuous score per input)" if self.regression else "text classification"
+        )
+        self.card = CardText(
+            pipeline_tag="text-classification",
+            auto_class="AutoModelForSequenceClassification",
+            phrase=phrase,
+            example_call='inputs = tokenizer("An example sentence.", return_tensors="pt")',
+        )
+
+    # Training --------------------------------------------------------------------------------
+
+    def prepare(self, config: TrainConfig, tokenizer: Any, model_limit: int) -> PreparedData:
         """Read, check and tokenize train (and eval) data. Raises UserError with file:line."""
+        assert config.train is not None  # validated by the config
         table = read_table(config.train)
         columns = resolve_columns(table, config.text_column, config.text_pair_column, config.label_column)
         train = cls.read_examples(table, columns, need_label=True)
@@ -75,15 +137,105 @@ class SequenceTask:
             "problem_type": "single_label_classification",
         }
 
-    def evaluate(self, outputs: dict[str, torch.Tensor], data: PreparedData) -> Evaluation:
+    def loss(self, logits: Outputs, targets: Outputs, pad: torch.Tensor | None) -> torch.Tensor:
+        """Mean squared error for regression, else cross-entropy, as HF's heads compute them."""
+        values, labels = logits["logits"], targets["labels"]
+        if self.regression:
+            return F.mse_loss(values.squeeze(-1).float(), labels.float())
+        return F.cross_entropy(values.float(), labels)
+
+    def decoding(self, config: TrainConfig, data: PreparedData) -> dict[str, Any]:
+        return {}  # argmax (or the score) needs no settings; labels and columns are saved for all tasks
+
+    def evaluate(self, outputs: Outputs, data: PreparedData, decoding: dict[str, Any]) -> Evaluation:
         result = cls.evaluate_logits(outputs["logits"], data.eval_gold, data.label_names)
         return Evaluation(result.metrics, result.confusion)
 
-    def saved_settings(self, data: PreparedData, final: Evaluation | None) -> dict[str, Any]:
+    def tuned(self, decoding: dict[str, Any], final: Evaluation | None) -> dict[str, Any]:
         return {}
 
     def report_sections(self, data: PreparedData, final: Evaluation | None) -> list[tuple[str, str]]:
         return []
+
+    def labels_text(self, label_names: list[str] | None) -> str:
+        if self.regression:
+            return "The model outputs one continuous score per input (no labels)."
+        if not label_names:
+            return "The label names were not recorded; outputs are class ids."
+        return md_table(("id", "label"), [(str(i), name) for i, name in enumerate(label_names)])
+
+    # Inference -------------------------------------------------------------------------------
+
+    def check_rows(self, rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
+        text_examples(check_rows(rows, self.name, ROW_FIELDS), _pairs(meta))
+
+    def predict_rows(self, rows: list[dict[str, Any]], model: LoadedModel) -> list[dict[str, Any]]:
+        examples = text_examples(check_rows(rows, self.name, ROW_FIELDS), _pairs(model.meta))
+        return with_ids(rows, self._predict(examples, model))
+
+    def predict_file(
+        self, source: str, flags: dict[str, str | None], model: LoadedModel
+    ) -> list[dict[str, Any]]:
+        table = read_table(source)
+        columns = resolve(table, flags, model.meta, need_label=False)
+        examples = cls.read_examples(table, Columns(columns.text, columns.text_pair, None), need_label=False)
+        predictions = self._predict(examples, model)
+        if "id" in table.columns:
+            predictions = [{"id": row.get("id"), **p} for row, p in zip(table.rows, predictions, strict=True)]
+        return predictions
+
+    def evaluate_file(self, source: str, flags: dict[str, str | None], model: LoadedModel) -> dict[str, Any]:
+        table = read_table(source)
+        examples = cls.read_examples(
+            table, resolve(table, flags, model.meta, need_label=True), need_label=True
+        )
+        names = model.meta.get("label_names")
+        targets = cls.label_ids(examples, names) if names else cls.regression_targets(examples)
+        result = cls.evaluate_logits(_logits(examples, model), targets, names)
+        return {**result.metrics, "examples": len(examples)}
+
+    def info(self, meta: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def _predict(self, examples: list[cls.TextExample], model: LoadedModel) -> list[dict[str, Any]]:
+        """Label id, name and probabilities (classification) or a score (regression) per example."""
+        return cls.format_predictions(_logits(examples, model), model.meta.get("label_names"))
+
+
+def _logits(examples: list[cls.TextExample], model: LoadedModel) -> torch.Tensor:
+    encoded = cls.tokenize(model.tokenizer, examples, int(model.meta["max_length"]))
+    return model.outputs(encoded)["logits"]
+
+
+def _pairs(meta: dict[str, Any]) -> bool:
+    """Whether the model was trained on (text, text_pair) inputs."""
+    return bool((meta.get("columns") or {}).get("text_pair"))
+
+
+def resolve(table: Table, flags: dict[str, str | None], meta: dict[str, Any], need_label: bool) -> Columns:
+    """Columns from the flags, falling back to those the model was trained with, then defaults."""
+    trained = meta.get("columns", {})
+
+    def pick(role: str) -> str | None:
+        if flags.get(role):
+            return flags[role]
+        name = trained.get(role)
+        return name if name in table.columns else None
+
+    return resolve_columns(table, pick("text"), pick("text_pair"), pick("label"), need_label)
+
+
+def text_examples(rows: list[dict[str, Any]], pairs: bool) -> list[cls.TextExample]:
+    """One TextExample per row; `pairs`: the model was trained on (text, text_pair)."""
+    examples = []
+    for i, row in enumerate(rows):
+        where = f"inputs[{i}]"
+        text = text_field(row, "text", where)
+        pair = text_field(row, "text_pair", where, required=pairs)
+        if pair is not None and not pairs:
+            raise UserError(f"{where}.text_pair: this model was trained on single texts, not pairs")
+        examples.append(cls.TextExample(str(text), pair, None, where))
+    return examples
 
 
 def _columns_dict(columns: Columns) -> dict[str, str | None]:

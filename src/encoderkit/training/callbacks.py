@@ -16,7 +16,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from encoderkit.training.run_folder import write_atomic
+from encoderkit.atomic import write_atomic
 from encoderkit.training.state import LoopState, Plan
 
 

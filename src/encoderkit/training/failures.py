@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from encoderkit.errors import UserError
-from encoderkit.training import run_folder
+from encoderkit.training import checkpoints
 from encoderkit.training.loop import Diverged
 
 STORAGE_ERRNOS = frozenset(
@@ -27,7 +27,7 @@ def explained(run_dir: Path, lr: float | None) -> Iterator[None]:
     try:
         yield
     except Diverged as exc:
-        checkpoint = run_folder.latest_checkpoint(run_dir)
+        checkpoint = checkpoints.latest_checkpoint(run_dir)
         advice = f"try a lower --lr (this run: {lr:g})" if lr else "try a lower --lr"
         if checkpoint is None:
             raise UserError(f"{exc}, before any checkpoint; {advice} and --overwrite") from None
@@ -39,7 +39,7 @@ def explained(run_dir: Path, lr: float | None) -> Iterator[None]:
         cause = storage_failure(exc, run_dir)
         if cause is None:
             raise
-        checkpoint = run_folder.latest_checkpoint(run_dir)
+        checkpoint = checkpoints.latest_checkpoint(run_dir)
         kept = f"the last good checkpoint is kept: {checkpoint}" if checkpoint else "no checkpoint yet"
         raise UserError(
             f"{cause.filename or run_dir}: {cause.strerror} while writing the run; {kept}; make room "
@@ -53,6 +53,6 @@ def storage_failure(exc: Exception, run_dir: Path) -> OSError | None:
         return exc if exc.errno in STORAGE_ERRNOS else None
     # torch (RuntimeError) and safetensors (SafetensorError) put a write failure in their own words.
     if isinstance(exc, RuntimeError) or type(exc).__name__ == "SafetensorError":
-        cause = run_folder.storage_error(run_dir)
+        cause = checkpoints.storage_error(run_dir)
         return cause if cause is not None and cause.errno in STORAGE_ERRNOS else None
     return None

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from encoderkit.config import TrainConfig
+from encoderkit.data.sources import data_source
 from encoderkit.errors import UserError
-from encoderkit.training import run_folder
 
 # Fields that may differ on --resume because they do not change what is computed: where the run
 # folder is and how the command was started; how often checkpoints are written and how many are
@@ -25,7 +23,6 @@ IGNORED_FIELDS = frozenset(
     {"output", "resume", "resume_force", "overwrite", "save_steps", "keep_checkpoints", "train", "eval"}
     | {"cache"}
 )
-CHUNK = 1 << 20
 
 
 def fingerprint(config: TrainConfig) -> dict[str, Any]:
@@ -40,20 +37,6 @@ def fingerprint(config: TrainConfig) -> dict[str, Any]:
 
 def config_fields(config: TrainConfig) -> dict[str, Any]:
     return {k: v for k, v in config.to_dict().items() if k not in IGNORED_FIELDS}
-
-
-def data_source(source: str | None) -> dict[str, Any] | None:
-    """Size and sha256 of a local file (streamed); a Hub dataset is known by its name only."""
-    if source is None:
-        return None
-    path = Path(source)
-    if not path.is_file():
-        return {"name": source}
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return {"file": source, "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
 def differences(saved: dict[str, Any], current: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -71,14 +54,6 @@ def differences(saved: dict[str, Any], current: dict[str, Any]) -> tuple[list[st
         if old.get(k) != new.get(k)
     ]
     return data, fields
-
-
-def check_resume(run_dir: Path, current: dict[str, Any], force: bool, echo: Callable[[str], None]) -> None:
-    """Refuse to resume from a checkpoint of another config or data (say what differs under `force`)."""
-    checkpoint = run_folder.latest_checkpoint(run_dir)
-    if checkpoint is not None:  # none: the run starts again from step 0, nothing to compare
-        for change in compare(run_folder.read_meta(checkpoint), current, force):
-            echo(f"warning: --resume-force: {change}")
 
 
 def compare(saved: dict[str, Any] | None, current: dict[str, Any], force: bool) -> list[str]:

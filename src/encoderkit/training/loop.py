@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
+from encoderkit.features.encoded import Encoded
 from encoderkit.training import faults
-from encoderkit.training.batching import Encoded
 from encoderkit.training.callbacks import Callback
 from encoderkit.training.sharding import shard_step
 from encoderkit.training.signals import Interrupted, stop_between_steps

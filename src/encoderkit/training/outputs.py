@@ -3,38 +3,22 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from encoderkit import __version__
 from encoderkit.config import TrainConfig
-from encoderkit.reporting.model_card import ModelCardInputs, render_model_card
+from encoderkit.model_folder.card import ModelCardInputs, render_model_card
+from encoderkit.model_folder.metadata import model_metadata
 from encoderkit.reporting.report import ReportInputs, write_report
 from encoderkit.tasks import Evaluation, PreparedData, Task
 from encoderkit.training.state import LoopState
 
-METADATA_FILE = "encoderkit.json"
 HYPERPARAMETERS = (
     "epochs", "max_steps", "batch_size", "batch_tokens", "grad_accum", "lr", "weight_decay", "warmup_ratio",
     "max_grad_norm", "max_length", "seed", "precision", "strategy",
 )  # fmt: skip
-
-
-def save_model(model: Any, tokenizer: Any, model_dir: Path, metadata: dict[str, Any], card: str) -> None:
-    """Save in Hugging Face format, plus encoderkit.json and a README card; swap in atomically."""
-    tmp = model_dir.with_name(f".{model_dir.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    if hasattr(model, "peft_config"):  # an unmerged adapter: keep the task config (labels) beside it
-        model.get_base_model().config.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
-    (tmp / "README.md").write_text(card, encoding="utf-8")
-    shutil.rmtree(model_dir, ignore_errors=True)
-    tmp.replace(model_dir)
 
 
 def model_card(
@@ -44,7 +28,8 @@ def model_card(
         ModelCardInputs(
             base_model=config.model,
             task=task.name,
-            label_names=data.label_names,
+            text=task.card,
+            labels=task.labels_text(data.label_names),
             metrics={k: v for k, v in metrics.items() if isinstance(v, float)},
             hyperparameters={k: getattr(config, k) for k in HYPERPARAMETERS},
             train_data=str(config.train),
@@ -118,16 +103,11 @@ def peak_memory_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
 
 
-def model_metadata(config: TrainConfig, data: PreparedData, task: Task) -> dict[str, Any]:
-    """What a Predictor needs besides the HF files: task, columns, max_length, labels."""
-    return {
-        "encoderkit_version": __version__,
-        "task": task.name,
-        "base_model": config.model,
-        "columns": data.columns,
-        "max_length": data.max_length,
-        "label_names": data.label_names,
-        "strategy": config.strategy,
+def metadata(config: TrainConfig, data: PreparedData, task: Task, settings: dict[str, Any]) -> dict[str, Any]:
+    """encoderkit.json of this run's model: `settings` are the task's decoding (and tuned) settings."""
+    return model_metadata(
+        task=task.name, base_model=config.model, columns=data.columns, max_length=data.max_length,
+        label_names=data.label_names, strategy=config.strategy,
         # An unmerged LoRA model/ holds only the adapter: the Predictor loads base_model under it.
-        "adapter": config.strategy == "lora" and not config.merge,
-    }
+        adapter=config.strategy == "lora" and not config.merge, settings=settings,
+    )  # fmt: skip

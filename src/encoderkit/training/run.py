@@ -20,11 +20,14 @@ from accelerate.utils import TorchDynamoPlugin, gather_object, set_seed
 from safetensors.torch import load_file, save_file
 from transformers import get_linear_schedule_with_warmup
 
-from encoderkit import __version__, packing
+from encoderkit import packing
+from encoderkit.atomic import write_json
 from encoderkit.config import TrainConfig, default_lr, save_yaml
-from encoderkit.data.cache import prepare_cached
 from encoderkit.errors import UserError
-from encoderkit.inference.forward import forward_all, forward_batches, merge_shards
+from encoderkit.features.batches import length_grouped_batches, sorted_batches, token_budget_batches
+from encoderkit.features.collate import Collator, device_collator
+from encoderkit.features.forward import ForwardPass, forward_all, merge_shards
+from encoderkit.model_folder.save import save_model
 from encoderkit.modeling import (
     build_model,
     is_peft,
@@ -36,8 +39,7 @@ from encoderkit.modeling import (
     parameter_counts,
 )
 from encoderkit.tasks import Evaluation, PreparedData, Task, get_task
-from encoderkit.training import failures, faults, run_folder, signals
-from encoderkit.training.batching import collate, length_grouped_batches, sorted_batches, token_budget_batches
+from encoderkit.training import checkpoints, failures, faults, run_folder, signals
 from encoderkit.training.callbacks import (
     Callback,
     Checkpointer,
@@ -53,21 +55,17 @@ from encoderkit.training.distributed import (
     check_world,
     launch_from_env,
 )
-from encoderkit.training.fingerprint import check_resume, fingerprint
+from encoderkit.training.fingerprint import fingerprint
 from encoderkit.training.lock import RunFolderLock
 from encoderkit.training.loop import fit
 from encoderkit.training.objective import TrainingModel
 from encoderkit.training.optim import adamw, mixed_precision
-from encoderkit.training.outputs import (
-    final_metrics,
-    model_card,
-    model_metadata,
-    save_model,
-    write_run_report,
-)
+from encoderkit.training.outputs import final_metrics, metadata, model_card, write_run_report
+from encoderkit.training.prepare import prepare_cached
 from encoderkit.training.sharding import shard_eval_batches
 from encoderkit.training.state import LoopState, Plan, auto_epochs, make_plan
 from encoderkit.training.watch import LearningWatch
+from encoderkit.version import __version__
 
 LOWER_IS_BETTER = ("loss", "mse")
 
@@ -144,13 +142,14 @@ def _train(config: TrainConfig, lock: RunFolderLock | None, echo: Any, launch: L
         raise UserError("field 'early_stopping_patience': needs --eval data")
     for key, value in task.model_config(data).items():
         setattr(model_config, key, value)
+    decoding = task.decoding(config, data)  # what evaluation decodes with, and the saved model too
 
     current = fingerprint(config)
     if config.resume and launch.is_main:
-        check_resume(run_dir, current, config.resume_force, echo)
+        checkpoints.check_resume(run_dir, current, config.resume_force, echo)
 
     run = _Run.create(config, task, data, tokenizer, model_config, run_dir, echo)
-    run.fingerprint = current
+    run.fingerprint, run.decoding = current, decoding
     trainable, total = run.counts
     if launch.is_main:
         need = run_folder.space_needed(total, trainable, config.keep_checkpoints)
@@ -187,6 +186,7 @@ class _Run:
     state: LoopState = field(default_factory=LoopState)
     latest: Evaluation | None = None
     fingerprint: dict[str, Any] = field(default_factory=dict)  # stored in each checkpoint
+    decoding: dict[str, Any] = field(default_factory=dict)  # the task's decoding settings
 
     @classmethod
     def create(
@@ -224,7 +224,7 @@ class _Run:
         optimizer = adamw(model, config.lr, config.weight_decay)
         warmup = round(config.warmup_ratio * plan.total_steps)
         scheduler = get_linear_schedule_with_warmup(optimizer, warmup, plan.total_steps)
-        training, optimizer = accelerator.prepare(TrainingModel(model), optimizer)
+        training, optimizer = accelerator.prepare(TrainingModel(model, task), optimizer)
         run = cls(
             config, task, data, tokenizer, run_dir, accelerator, training, optimizer, scheduler, plan, echo,
             (trainable, total), packed, packing.position_offset(model),
@@ -245,7 +245,7 @@ class _Run:
     @property
     def best_path(self) -> Path:
         assert self.state.best_step is not None
-        return run_folder.best_weights(self.run_dir, self.state.best_step)
+        return checkpoints.best_weights(self.run_dir, self.state.best_step)
 
     @property
     def pad_left(self) -> bool:
@@ -257,45 +257,31 @@ class _Run:
         training = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
         return training.model
 
+    def collator(self, evaluation: bool = False) -> Collator:
+        cuda = self.accelerator.device.type == "cuda"
+        pad_id, offset = self.tokenizer.pad_token_id, self.position_offset
+        return device_collator(pad_id, self.pad_left, cuda, self.packed, offset, evaluation)
+
     def make_batch(self, indices: list[int], width: int | None) -> dict[str, Any]:
         """A training batch: packed, or padded to the longest feature (or `width`)."""
-        cuda = self.accelerator.device.type == "cuda"
-        pad_id, data = self.tokenizer.pad_token_id, self.data.train
-        if self.packed:  # token counts rounded to 64 on a GPU: fewer shapes for kernels and compile
-            offset, multiple_of = self.position_offset, 64 if cuda else 1
-            batch = packing.collate_packed(data, indices, pad_id, offset, multiple_of)
-        else:
-            batch = collate(data, indices, pad_id, self.pad_left, 8 if cuda else 1, width)
-        if cuda:  # pinned host memory: the copy to the GPU runs without blocking the host
+        batch = self.collator()(self.data.train, indices, width)
+        if self.accelerator.device.type == "cuda":
+            # Pinned host memory: the copy to the GPU runs without blocking the host.
             batch = {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         return batch
 
     def restore(self) -> None:
-        """Load the newest checkpoint and cut log.jsonl back to what it had logged.
-
-        Without a checkpoint yet (stopped early), the run starts again from step 0.
-        """
-        checkpoint = run_folder.latest_checkpoint(self.run_dir)
-        # All processes have looked before the main one changes anything.
-        self.accelerator.wait_for_everyone()
-        if checkpoint is None:
-            if self.is_main:
-                run_folder.discard_checkpoints(self.run_dir)
-                self.log.truncate(0)
-            self.echo(f"no checkpoint in {self.run_dir} yet: starting again from step 0")
-            return
-        saved_world = (run_folder.read_meta(checkpoint) or {}).get("world_size", 1)
-        if saved_world != self.accelerator.num_processes:
-            # The steps are global, so this is still a valid run; only the processes' random
-            # streams (dropout) cannot all be restored, so it is no longer exact.
+        """Load the newest checkpoint and cut log.jsonl back (checkpoints.restore)."""
+        acc, main = self.accelerator, self.is_main
+        checkpoint = checkpoints.restore(
+            self.run_dir, acc.load_state, acc.num_processes, acc.wait_for_everyone,
+            truncate_log=(lambda: self.log.truncate(self.state.log_lines)) if main else None,
+            reset=(lambda: self.log.truncate(0)) if main else None, echo=self.echo,
+        )  # fmt: skip
+        if checkpoint is not None:
             self.echo(
-                f"warning: {checkpoint} was saved by {saved_world} process(es), resumed with "
-                f"{self.accelerator.num_processes}: the random state is not restored exactly"
+                f"resuming from {checkpoint} (step {self.state.global_step} of {self.plan.total_steps})"
             )
-        self.accelerator.load_state(str(checkpoint))
-        if self.is_main:
-            self.log.truncate(self.state.log_lines)
-        self.echo(f"resuming from {checkpoint} (step {self.state.global_step} of {self.plan.total_steps})")
 
     def evaluate(self) -> dict[str, float]:
         """Metrics on the eval set; every process gets the same, so all take the same decisions."""
@@ -303,8 +289,8 @@ class _Run:
         acc, data = self.accelerator, self.data.eval
         if acc.num_processes == 1:
             outputs = forward_all(
-                self.network, data, self.config.eval_batch_size, acc.device, self.tokenizer.pad_token_id,
-                self.pad_left, acc.autocast, self.packed,
+                self.network, data, self.config.eval_batch_size, acc.device, self.collator(evaluation=True),
+                acc.autocast,
             )  # fmt: skip
         else:
             # Each process forwards a disjoint share of the batches; the shards (feature indices
@@ -313,14 +299,11 @@ class _Run:
             batches = sorted_batches(data.lengths, self.config.eval_batch_size)
             mine = shard_eval_batches(batches, acc.process_index, acc.num_processes)
             # The DDP wrapper is not needed without gradients (and would sync buffers).
-            model = self.network
-            pad_id = self.tokenizer.pad_token_id
-            shard = forward_batches(
-                model, data, mine, acc.device, pad_id, self.pad_left, acc.autocast, self.packed
-            )
+            collator = self.collator(evaluation=True)
+            shard = ForwardPass(self.network, acc.device, collator, acc.autocast).shard(data, mine)
             outputs = merge_shards(gather_object([shard]), self.pad_left)
         faults.kill_point("eval", self.state.global_step)
-        self.latest = self.task.evaluate(outputs, self.data)
+        self.latest = self.task.evaluate(outputs, self.data, self.decoding)
         return self.latest.metrics
 
     def save_best(self) -> None:
@@ -329,7 +312,7 @@ class _Run:
             state = self.network.state_dict()
             tensors = {k: v.contiguous() for k, v in state.items()}
             step = self.state.best_step
-            run_folder.save_best(self.run_dir, step, lambda path: save_file(tensors, str(path)))
+            checkpoints.save_best(self.run_dir, step, lambda path: save_file(tensors, str(path)))
         self.accelerator.wait_for_everyone()  # others may read them (finish) only once written
 
     def save_checkpoint(self, step: int) -> None:
@@ -339,7 +322,7 @@ class _Run:
             **self.fingerprint,
         }
         acc = self.accelerator
-        run_folder.save_checkpoint(
+        checkpoints.save_checkpoint(
             self.run_dir, step, lambda folder: acc.save_state(str(folder)), meta,
             self.config.keep_checkpoints, main=self.is_main, barrier=acc.wait_for_everyone,
         )  # fmt: skip
@@ -387,13 +370,15 @@ class _Run:
             self.accelerator.wait_for_everyone()  # the main process may now remove the checkpoints
             return RunResult(self.run_dir, metrics, self.run_dir / "report.html", main_process=False)
         card = model_card(config, data, task, metrics, __version__)
-        metadata = {**model_metadata(config, data, task), **task.saved_settings(data, final)}
+        settings = {**self.decoding, **task.tuned(self.decoding, final)}
         if is_peft(unwrapped) and config.merge:
             unwrapped = unwrapped.merge_and_unload()  # plain HF weights: loadable without PEFT
-        save_model(unwrapped, self.tokenizer, self.run_dir / "model", metadata, card)
+        save_model(
+            unwrapped, self.tokenizer, self.run_dir / "model", metadata(config, data, task, settings), card
+        )
         report = write_run_report(self.run_dir, config, data, task, metrics, final)
         faults.kill_point("finish")
-        run_folder.write_json(self.run_dir / "metrics.json", metrics)  # marks the run finished
+        write_json(self.run_dir / "metrics.json", metrics)  # marks the run finished
         # Only then: a crash before metrics.json must leave the checkpoints to resume from; and
         # only once every process is past reading the best weights.
         self.accelerator.wait_for_everyone()

@@ -14,26 +14,20 @@ from typing import Any
 
 import yaml
 
-from encoderkit.reporting.report import format_number, format_value
+from encoderkit.reporting.formats import format_number, format_value
+from encoderkit.reporting.markdown import md_table
 
-TASKS = ("classification", "regression", "qa")
 _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
-_PIPELINE_TAG = {
-    "classification": "text-classification",
-    "regression": "text-classification",
-    "qa": "question-answering",
-}
-_AUTO_CLASS = {
-    "classification": "AutoModelForSequenceClassification",
-    "regression": "AutoModelForSequenceClassification",
-    "qa": "AutoModelForQuestionAnswering",
-}
-_TASK_PHRASE = {
-    "classification": "text classification",
-    "regression": "text regression (one continuous score per input)",
-    "qa": "extractive question answering",
-}
+
+@dataclass(frozen=True)
+class CardText:
+    """What the model card says of a task; each task module declares its own."""
+
+    pipeline_tag: str  # the Hub's pipeline tag
+    auto_class: str  # the transformers class that loads the saved folder
+    phrase: str  # "fine-tuned for <phrase>"
+    example_call: str  # the tokenizer call of the card's usage snippet
 
 
 @dataclass
@@ -41,8 +35,9 @@ class ModelCardInputs:
     """The facts a model card states about one trained model."""
 
     base_model: str
-    task: str  # "classification" | "regression" | "qa"
-    label_names: list[str] | None
+    task: str  # the registry name, a Hub tag
+    text: CardText
+    labels: str  # the "Labels" section, as the task writes it (Markdown)
     metrics: dict[str, float]
     hyperparameters: dict[str, Any]
     train_data: str
@@ -94,52 +89,29 @@ Transformers format (safetensors weights, config and tokenizer), so it loads wit
 """)
 
 
-def _md_cell(text: str) -> str:
-    """Make text safe inside a Markdown table cell."""
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-
-
-def _md_table(header: tuple[str, str], rows: list[tuple[str, str]]) -> str:
-    """A two-column Markdown table."""
-    lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
-    lines += [f"| {_md_cell(k)} | {_md_cell(v)} |" for k, v in rows]
-    return "\n".join(lines)
-
-
 def front_matter(inputs: ModelCardInputs) -> str:
     """The Hub metadata block (without the `---` fences), as YAML ending in a newline."""
     meta = {
         "library_name": "transformers",
         "base_model": inputs.base_model,
         "tags": ["encoderkit", inputs.task],
-        "pipeline_tag": _PIPELINE_TAG[inputs.task],
+        "pipeline_tag": inputs.text.pipeline_tag,
     }
     return yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
-
-
-def labels_section(task: str, label_names: list[str] | None) -> str:
-    """What the model outputs: the label table for classification, a sentence otherwise."""
-    if task == "qa":
-        return "The model predicts the start and end of the answer span in the context."
-    if task == "regression":
-        return "The model outputs one continuous score per input (no labels)."
-    if not label_names:
-        return "The label names were not recorded; outputs are class ids."
-    return _md_table(("id", "label"), [(str(i), name) for i, name in enumerate(label_names)])
 
 
 def metrics_section(metrics: dict[str, float], eval_data: str | None) -> str:
     """The final metrics as a Markdown table, or a note when there was no evaluation."""
     if not metrics:
         return "No evaluation was run." if eval_data is None else "No metrics were recorded."
-    return _md_table(("metric", "value"), [(name, format_number(v)) for name, v in metrics.items()])
+    return md_table(("metric", "value"), [(name, format_number(v)) for name, v in metrics.items()])
 
 
 def hyperparameters_section(hyperparameters: dict[str, Any]) -> str:
     """The training hyperparameters as a Markdown table."""
     if not hyperparameters:
         return "Not recorded."
-    return _md_table(("hyperparameter", "value"), [(k, format_value(v)) for k, v in hyperparameters.items()])
+    return md_table(("hyperparameter", "value"), [(k, format_value(v)) for k, v in hyperparameters.items()])
 
 
 def columns_section(columns: dict[str, str | None]) -> str:
@@ -148,20 +120,15 @@ def columns_section(columns: dict[str, str | None]) -> str:
     return f"- Columns: {', '.join(used)}\n" if used else ""
 
 
-def python_usage(task: str) -> str:
+def python_usage(text: CardText) -> str:
     """A short, runnable Transformers snippet that loads this folder."""
-    auto = _AUTO_CLASS[task]
-    if task == "qa":
-        call = 'inputs = tokenizer("Who wrote it?", "It was written by Ada.", return_tensors="pt")'
-    else:
-        call = 'inputs = tokenizer("An example sentence.", return_tensors="pt")'
     return "\n".join(
         [
-            f"from transformers import AutoTokenizer, {auto}",
+            f"from transformers import AutoTokenizer, {text.auto_class}",
             "",
             'tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")',
-            f'model = {auto}.from_pretrained("path/to/this/folder")',
-            call,
+            f'model = {text.auto_class}.from_pretrained("path/to/this/folder")',
+            text.example_call,
             "outputs = model(**inputs)",
         ]
     )
@@ -182,22 +149,18 @@ def render_model_card(inputs: ModelCardInputs) -> str:
     """The model card (README.md) as Markdown with YAML front matter.
 
     `base_model` is written as given (Hub id or local path); pass the Hub id where there is one.
-
-    Raises ValueError for a task other than classification, regression or qa.
     """
-    if inputs.task not in TASKS:
-        raise ValueError(f"unknown task {inputs.task!r}; expected one of {', '.join(TASKS)}")
     return _CARD.substitute(
         front_matter=front_matter(inputs),
         model_name=inputs.base_model.rstrip("/").rsplit("/", 1)[-1] or inputs.base_model,
         base_model_ref=base_model_ref(inputs.base_model),
-        task_phrase=_TASK_PHRASE[inputs.task],
+        task_phrase=inputs.text.phrase,
         version=inputs.version,
         train_data=inputs.train_data,
         eval_data=f"`{inputs.eval_data}`" if inputs.eval_data else "none",
         columns=columns_section(inputs.columns),
-        labels=labels_section(inputs.task, inputs.label_names),
+        labels=inputs.labels,
         metrics=metrics_section(inputs.metrics, inputs.eval_data),
         hyperparameters=hyperparameters_section(inputs.hyperparameters),
-        python_usage=python_usage(inputs.task),
+        python_usage=python_usage(inputs.text),
     )

@@ -2,7 +2,8 @@
 
 For quick checks of pretrained or further-pretrained encoders (`encoderkit fill-mask`, the
 server). A checkpoint without masked-LM head weights (a sentence-embedding model such as the
-bundled MiniLM) is refused: its head would be random and every answer noise.
+bundled MiniLM) is refused: its head would be random and every answer noise. Inference only:
+the registry marks it untrainable, so its training methods are never called.
 """
 
 from __future__ import annotations
@@ -10,12 +11,20 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from pydantic import BaseModel, Field
 from transformers import AutoModelForMaskedLM
 
 from encoderkit.errors import UserError
-from encoderkit.inference.rows import text_field
+from encoderkit.features.batches import sorted_batches
+from encoderkit.features.collate import Collator
+from encoderkit.features.encoded import Encoded
+from encoderkit.features.forward import ForwardPass
+from encoderkit.model_folder.card import CardText
 from encoderkit.modeling import load_config, load_tokenizer, model_max_length, resolve_model
-from encoderkit.training.batching import Encoded, collate, sorted_batches
+from encoderkit.tasks.base import LoadedModel, Registered
+from encoderkit.tasks.rows import check_rows as check_fields
+from encoderkit.tasks.rows import text_field, with_ids
+from encoderkit.tasks.schemas import Id, Strict, id_field, request_of
 
 DEFAULT_TOP_K = 5
 MAX_TOP_K = 100
@@ -35,9 +44,9 @@ def load_masked_lm(name: str, device: torch.device) -> tuple[Any, Any, dict[str,
         raise UserError(f"model '{name}': its tokenizer has no mask token, so it cannot fill masks")
     try:
         model, info = AutoModelForMaskedLM.from_pretrained(
-            resolve_model(name), config=config, output_loading_info=True
+            resolve_model(name), config=config, output_loading_info=True, use_safetensors=True
         )
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # missing (OSError), damaged (SafetensorError), pickled weights, ...
         first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise UserError(f"model '{name}': cannot load it as a masked LM ({first})") from None
     prefix = f"{model.base_model_prefix}."
@@ -89,15 +98,14 @@ def encode_masked(tokenizer: Any, rows: list[dict[str, Any]], max_length: int) -
     return Encoded(enc["input_ids"], enc.get("token_type_ids"))
 
 
-@torch.inference_mode()
 def mask_probabilities(model: Any, encoded: Encoded, mask_id: int, pad_id: int, device: torch.device) -> list:
     """Per input, one [vocab] probability tensor per mask token (in text order), on the CPU."""
     found: list[list[torch.Tensor]] = [[] for _ in range(len(encoded))]
-    for indices in sorted_batches(encoded.lengths, BATCH_SIZE):
-        batch = collate(encoded, indices, pad_id)  # right padding: token k of a row is column k
-        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits  # [B, L, V]
+    batches = sorted_batches(encoded.lengths, BATCH_SIZE)
+    collator = Collator(pad_id)  # right padding: token k of a row is column k
+    for indices, batch, out in ForwardPass(model, device, collator).each(encoded, batches):
         rows, cols = (batch["input_ids"] == mask_id).nonzero(as_tuple=True)
-        probs = torch.softmax(logits[rows.to(device), cols.to(device)].float(), dim=-1).cpu()  # [M, V]
+        probs = torch.softmax(out.logits[rows, cols].float(), dim=-1).cpu()  # logits [B, L, V] -> [M, V]
         for r, p in zip(rows.tolist(), probs, strict=True):
             found[indices[r]].append(p)
     return found
@@ -129,3 +137,66 @@ def fill_masks(
         {"masks": [candidates(tokenizer, str(row["text"]), m, p, k) for m, p in enumerate(probs)]}
         for row, probs, k in zip(rows, per_row, top_ks, strict=True)
     ]
+
+
+class MaskInput(Strict):
+    id: Id = id_field()
+    text: str = Field(description="holds the tokenizer's mask token (see /v1/info) at least once")
+    top_k: int = Field(DEFAULT_TOP_K, ge=1, le=MAX_TOP_K)
+
+
+MaskRequest = request_of("MaskRequest", MaskInput)
+
+
+class Candidate(BaseModel):
+    token: str
+    token_id: int
+    score: float = Field(description="probability")
+    sequence: str = Field(description="the text with this mask filled")
+
+
+class MaskOutput(BaseModel):
+    id: Id = None
+    masks: list[list[Candidate]] = Field(description="per mask token in the text, the top-k candidates")
+
+
+class MaskResponse(BaseModel):
+    task: str
+    predictions: list[MaskOutput]
+
+
+ROW_FIELDS = ("text", "top_k")
+
+
+class FillMaskTask(Registered):
+    """Inference only: `encoderkit fill-mask` and `serve` on a pretrained masked LM."""
+
+    model_class = AutoModelForMaskedLM
+    target_keys = ("labels",)
+    prepare_fields = ()
+    card = CardText("fill-mask", "AutoModelForMaskedLM", "masked-language modelling", "")
+    request_body = MaskRequest
+    response_body = MaskResponse
+
+    def prepare(self, config: Any, tokenizer: Any, model_limit: int) -> Any:
+        raise UserError("field 'task': fill-mask is for inference only (encoderkit fill-mask, serve)")
+
+    model_config = decoding = evaluate = tuned = loss = prepare
+    report_sections = labels_text = prepare
+
+    def check_rows(self, rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
+        check_rows(check_fields(rows, self.name, ROW_FIELDS), str(meta["mask_token"]))
+
+    def predict_rows(self, rows: list[dict[str, Any]], model: LoadedModel) -> list[dict[str, Any]]:
+        rows = check_fields(rows, self.name, ROW_FIELDS)
+        outputs = fill_masks(model.model, model.tokenizer, rows, int(model.meta["max_length"]), model.device)
+        return with_ids(rows, outputs)
+
+    def predict_file(self, source: str, flags: dict[str, str | None], model: LoadedModel) -> Any:
+        raise UserError("predict: a fill-mask model takes texts (`encoderkit fill-mask`, predict_rows)")
+
+    def evaluate_file(self, source: str, flags: dict[str, str | None], model: LoadedModel) -> Any:
+        raise UserError("evaluate: a fill-mask model takes texts (`encoderkit fill-mask`, predict_rows)")
+
+    def info(self, meta: dict[str, Any]) -> dict[str, Any]:
+        return {"mask_token": meta.get("mask_token")}

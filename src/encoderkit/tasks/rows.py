@@ -1,4 +1,4 @@
-"""In-memory inputs (the server's JSON, the Python API's dicts) -> the examples the tasks decode.
+"""In-memory inputs (the server's JSON, the Python API's dicts): the checks every task shares.
 
 Pure checks, no model: every problem is a UserError naming the field as `inputs[i].name`, the way
 a client sees it in its request body. Files go through `data/` instead; both end in the same
@@ -9,18 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from encoderkit.data.qa_types import QAExample
 from encoderkit.data.text_checks import check_text
 from encoderkit.errors import UserError
-from encoderkit.tasks.classification import TextExample
-
-# The fields each task reads from a row; `id` is optional everywhere and copied to the output.
-FIELDS = {
-    "qa": ("question", "context"),
-    "classification": ("text", "text_pair"),
-    "regression": ("text", "text_pair"),
-    "fill-mask": ("text", "top_k"),
-}
 
 
 def text_field(row: dict[str, Any], key: str, where: str, required: bool = True) -> str | None:
@@ -38,11 +28,11 @@ def text_field(row: dict[str, Any], key: str, where: str, required: bool = True)
     return check_text(value, f"{where}.{key}")
 
 
-def check_rows(rows: Any, task: str) -> list[dict[str, Any]]:
-    """A non-empty list of objects holding only the task's fields (and `id`)."""
+def check_rows(rows: Any, task: str, fields: tuple[str, ...]) -> list[dict[str, Any]]:
+    """A non-empty list of objects holding only the task's `fields` (and `id`, optional everywhere)."""
     if not isinstance(rows, list) or not rows:
         raise UserError("inputs: expected a non-empty list of objects")
-    allowed = {"id", *FIELDS[task]}
+    allowed = {"id", *fields}
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise UserError(f"inputs[{i}]: expected an object, got {type(row).__name__}")
@@ -52,30 +42,6 @@ def check_rows(rows: Any, task: str) -> list[dict[str, Any]]:
                 f"inputs[{i}].{unknown[0]}: unknown field for a {task} model (fields: {sorted(allowed)})"
             )
     return rows
-
-
-def qa_examples(rows: list[dict[str, Any]]) -> list[QAExample]:
-    """One QAExample per row; internal ids are positions, so clients may repeat or omit ids."""
-    examples = []
-    for i, row in enumerate(rows):
-        where = f"inputs[{i}]"
-        question = text_field(row, "question", where)
-        context = text_field(row, "context", where)
-        examples.append(QAExample(str(i), str(question), str(context)))
-    return examples
-
-
-def text_examples(rows: list[dict[str, Any]], pairs: bool) -> list[TextExample]:
-    """One TextExample per row; `pairs`: the model was trained on (text, text_pair)."""
-    examples = []
-    for i, row in enumerate(rows):
-        where = f"inputs[{i}]"
-        text = text_field(row, "text", where)
-        pair = text_field(row, "text_pair", where, required=pairs)
-        if pair is not None and not pairs:
-            raise UserError(f"{where}.text_pair: this model was trained on single texts, not pairs")
-        examples.append(TextExample(str(text), pair, None, where))
-    return examples
 
 
 def with_ids(rows: list[dict[str, Any]], outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:

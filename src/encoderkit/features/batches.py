@@ -1,4 +1,4 @@
-"""Tokenized examples, length-grouped or token-budget batch order, and dynamic padding.
+"""Batch order: length-grouped or token-budget training batches, length-sorted evaluation batches.
 
 Batch order is a pure function of (lengths, batch size or token budget, seed, epoch): a resumed
 run recomputes the same epoch and skips the batches it already trained on, so no sampler state
@@ -8,32 +8,12 @@ is needed.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 # How many batches form one length-sorted "mega-batch": large enough to cut most padding,
 # small enough that batch composition still changes from epoch to epoch (as in HF's sampler).
 MEGABATCH = 50
-
-
-@dataclass
-class Encoded:
-    """Tokenized features. `targets` maps a model keyword (`labels`, `start_positions`) to values."""
-
-    input_ids: list[list[int]]
-    token_type_ids: list[list[int]] | None = None
-    targets: dict[str, list] = field(default_factory=dict)
-    # Targets that are token positions (QA start/end): shifted when a batch pads on the left.
-    position_keys: tuple[str, ...] = ()
-
-    def __len__(self) -> int:
-        return len(self.input_ids)
-
-    @property
-    def lengths(self) -> list[int]:
-        return [len(ids) for ids in self.input_ids]
 
 
 def length_grouped_batches(
@@ -97,40 +77,3 @@ def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     """Evaluation batches: sorted by length so padding is minimal; callers restore the order."""
     order = np.argsort(-np.asarray(lengths), kind="stable")
     return [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
-
-
-def collate(
-    data: Encoded,
-    indices: Sequence[int],
-    pad_id: int,
-    pad_left: bool = False,
-    multiple_of: int = 1,
-    width: int | None = None,
-) -> dict[str, torch.Tensor]:
-    """Pad the selected features to the longest one, or to `width` if wider (rounded up to `multiple_of`)."""
-    rows = [data.input_ids[i] for i in indices]
-    width = max(width or 0, *(len(r) for r in rows))
-    width = -(-width // multiple_of) * multiple_of
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    types = torch.zeros((len(rows), width), dtype=torch.long) if data.token_type_ids is not None else None
-    for b, (i, row) in enumerate(zip(indices, rows, strict=True)):
-        cols = slice(width - len(row), width) if pad_left else slice(0, len(row))
-        input_ids[b, cols] = torch.tensor(row)
-        attention_mask[b, cols] = 1
-        if types is not None and data.token_type_ids is not None:
-            types[b, cols] = torch.tensor(data.token_type_ids[i])
-    batch = {"input_ids": input_ids, "attention_mask": attention_mask}
-    if types is not None:
-        batch["token_type_ids"] = types
-    for key, values in data.targets.items():
-        picked = [values[i] for i in indices]
-        if pad_left and key in data.position_keys:
-            picked = [p + width - len(row) for p, row in zip(picked, rows, strict=True)]
-        batch[key] = target_tensor(picked)
-    return batch
-
-
-def target_tensor(values: list) -> torch.Tensor:
-    """Float targets (regression scores) stay float; labels and token positions are long."""
-    return torch.tensor(values, dtype=torch.float if isinstance(values[0], float) else torch.long)

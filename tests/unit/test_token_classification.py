@@ -1,0 +1,166 @@
+"""Token classification: tag schemes, CoNLL reading, sub-token windows and best-window decoding."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+import torch
+
+from encoderkit.data.conll import read_sentences
+from encoderkit.errors import UserError
+from encoderkit.features.collate import IGNORE
+from encoderkit.modeling import load_tokenizer
+from encoderkit.tasks.tag_schemes import BIOES, IOB1, IOB2, PLAIN, detect_scheme, entities, to_iob2
+from encoderkit.tasks.token_classification import inputs, score
+from encoderkit.tasks.token_features import build_windows, word_predictions, words_without_tokens
+
+# --- tag schemes -------------------------------------------------------------------------------
+
+
+def test_schemes_are_detected() -> None:
+    assert detect_scheme([["I-PER", "I-PER", "O", "I-LOC"]]) == IOB1  # CoNLL-2003 originals
+    assert detect_scheme([["B-PER", "I-PER", "O", "B-LOC"]]) == IOB2
+    assert detect_scheme([["B-PER", "E-PER", "O", "S-LOC"]]) == BIOES
+    assert detect_scheme([["NNP", "VBZ", "O"]]) == PLAIN
+
+
+def test_iob1_and_bioes_convert_to_iob2_without_loss() -> None:
+    # IOB1: B- only between two adjacent entities of one type.
+    assert to_iob2(["I-PER", "I-PER", "B-PER", "O", "I-LOC"], IOB1) == (
+        ["B-PER", "I-PER", "B-PER", "O", "B-LOC"],
+        0,
+    )
+    assert to_iob2(["B-PER", "E-PER", "S-PER", "O", "S-LOC"], BIOES) == (
+        ["B-PER", "I-PER", "B-PER", "O", "B-LOC"],
+        0,
+    )
+
+
+def test_ill_formed_iob2_is_repaired_and_counted() -> None:
+    assert to_iob2(["O", "I-PER", "I-PER", "B-LOC", "I-ORG"], IOB2) == (
+        ["O", "B-PER", "I-PER", "B-LOC", "B-ORG"],
+        2,
+    )
+
+
+def test_entities_are_spans_of_words() -> None:
+    assert entities(["B-PER", "I-PER", "O", "B-LOC", "B-LOC", "I-LOC"]) == [
+        ("PER", 0, 2),
+        ("LOC", 3, 4),
+        ("LOC", 4, 6),
+    ]
+
+
+# --- reading -----------------------------------------------------------------------------------------
+
+CONLL = """-DOCSTART- -X- O O
+
+EU NNP I-NP I-ORG
+rejects VBZ I-VP O
+German JJ I-NP I-MISC
+
+Peter NNP I-NP I-PER
+ \t
+"""
+
+
+def test_conll_columns_blank_lines_and_docstart(tmp_path: Path) -> None:
+    path = tmp_path / "eng.train.gz"
+    path.write_bytes(gzip.compress(CONLL.encode()))
+    sentences = read_sentences(str(path), None, None, need_tags=True)
+    assert [s.tokens for s in sentences] == [["EU", "rejects", "German"], ["Peter"]]
+    assert [s.tags for s in sentences] == [["I-ORG", "O", "I-MISC"], ["I-PER"]]
+    assert sentences[0].where.endswith(":3") and sentences[1].where.endswith(":7")
+    chunks = read_sentences(str(path), "0", "2", need_tags=True)
+    assert chunks[0].tags == ["I-NP", "I-VP", "I-NP"]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        (
+            "cols.conll",
+            "EU NNP I-ORG\nrejects O\n",
+            r"cols.conll:2: 2 columns, the file's first token line has 3",
+        ),
+        ("len.jsonl", '{"tokens": ["a", "b"], "tags": ["O"]}\n', r"len.jsonl:1: 2 tokens but 1 tags"),
+        ("empty.jsonl", '{"tokens": [], "tags": []}\n', r"empty.jsonl:1: empty sentence"),
+        (
+            "types.jsonl",
+            '{"tokens": ["a", 3], "tags": ["O", "O"]}\n',
+            r"types.jsonl:1: field 'tokens' holds 3",
+        ),
+        ("none.conll", "\n\n", r"none.conll: no sentences"),
+    ],
+)
+def test_bad_token_files_name_file_and_line(tmp_path: Path, name: str, text: str, message: str) -> None:
+    (tmp_path / name).write_text(text)
+    with pytest.raises(UserError, match=message):
+        read_sentences(str(tmp_path / name), None, None, need_tags=True)
+
+
+# --- windows and decoding ----------------------------------------------------------------------------
+
+
+def test_first_sub_token_carries_the_label(tiny_model: str) -> None:
+    tokenizer = load_tokenizer(tiny_model)
+    words = [["the", "unbelievably", "good", "film"]]
+    features = build_windows(tokenizer, words, [[0, 1, 2, 3]], max_length=32, stride=8)
+    ids, labels = features.word_ids[0], (features.labels or [[]])[0]
+    assert len(ids) > 6, "the long word splits into several sub-tokens"
+    firsts = [p for p, w in enumerate(ids) if w is not None and (p == 0 or ids[p - 1] != w)]
+    assert [labels[p] for p in firsts] == [0, 1, 2, 3]
+    assert all(labels[p] == IGNORE for p in range(len(ids)) if p not in firsts)
+    every = build_windows(tokenizer, words, [[0, 1, 2, 3]], max_length=32, stride=8, label_all=True)
+    assert [lab for lab, w in zip(every.labels[0], ids, strict=True) if w is not None] == [  # type: ignore[index]
+        w for w in ids if w is not None
+    ]
+
+
+def test_long_sentences_are_windowed_and_every_word_predicted_once(tiny_model: str) -> None:
+    tokenizer = load_tokenizer(tiny_model)
+    sentence = [f"w{i % 7}" for i in range(60)]
+    features = build_windows(tokenizer, [sentence], None, max_length=16, stride=4)
+    assert len(features.input_ids) > 3 and set(features.sentence) == {0}
+    assert words_without_tokens(features, [60]) == 0
+    # A logit per position that names the word it belongs to and how central it is in its window:
+    # decoding must pick, for each word, the window where it is most central.
+    width = max(len(ids) for ids in features.input_ids)
+    logits = torch.full((len(features.input_ids), width, 60), -10.0)
+    for w, ids in enumerate(features.word_ids):
+        for p, word in enumerate(ids):
+            if word is not None:
+                logits[w, p, word] = 5.0
+    predicted = word_predictions(features, logits, [60])
+    assert [label for label, _ in predicted[0]] == list(range(60)), "one prediction per word, its own"
+
+
+def test_words_without_sub_tokens_are_counted(tiny_model: str) -> None:
+    tokenizer = load_tokenizer(tiny_model)
+    features = build_windows(tokenizer, [["good", "\u200b", "film"]], None, max_length=16, stride=4)
+    assert words_without_tokens(features, [3]) == 1
+    logits = torch.zeros((1, len(features.input_ids[0]), 2))
+    assert word_predictions(features, logits, [3])[0][1] == (-1, 0.0)  # predicted O by the caller
+
+
+def test_raw_text_is_split_into_words_with_offsets() -> None:
+    text = "Ada Lovelace met Charles Babbage in London, 1833."
+    (words,) = inputs([{"text": text}])
+    assert words.tokens[:3] == ["Ada", "Lovelace", "met"] and "," in words.tokens
+    assert words.offsets is not None
+    assert all(text[a:b] == token for token, (a, b) in zip(words.tokens, words.offsets, strict=True))
+    with pytest.raises(UserError, match=r"inputs\[0\]: give exactly one"):
+        inputs([{"text": "a", "tokens": ["a"]}])
+
+
+def test_entity_metrics_are_strict_and_per_type() -> None:
+    gold = [["B-PER", "I-PER", "O", "B-LOC"]]
+    predicted = [["B-PER", "O", "O", "B-LOC"]]  # the person is cut short: not a match
+    metrics = score(gold, predicted, entity_tags=True)
+    assert metrics["precision"] == 0.5 and metrics["recall"] == 0.5 and metrics["f1"] == 0.5
+    assert metrics["f1_LOC"] == 1.0 and metrics["f1_PER"] == 0.0
+    assert metrics["accuracy"] == 0.75
+    plain = score([["NN", "VB"]], [["NN", "NN"]], entity_tags=False)
+    assert plain["accuracy"] == 0.5 and set(plain) == {"accuracy", "f1"}
