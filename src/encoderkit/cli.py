@@ -136,7 +136,9 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
-        kwargs: dict[str, Any] = {"help": f.metadata["help"], "default": argparse.SUPPRESS, "dest": f.name}
+        # argparse %-formats help texts ("%(default)s"): a literal % must be doubled.
+        help_text = f.metadata["help"].replace("%", "%%")
+        kwargs: dict[str, Any] = {"help": help_text, "default": argparse.SUPPRESS, "dest": f.name}
         if f.metadata.get("choices"):
             kwargs["choices"] = f.metadata["choices"]
         if f.type in ("bool", bool):
@@ -303,11 +305,15 @@ def _read_json_object(path: str, what: str) -> dict[str, Any]:
 
 def _quiet_libraries() -> None:
     """Hide load reports and progress bars of the libraries; encoderkit prints its own summary."""
+    import logging
     import warnings
 
     import transformers
 
     transformers.logging.set_verbosity_error()
+    # Accelerate warns on every checkpoint that tied weights (an MLM decoder) are saved once; they
+    # are, by design, and load_state ties them back.
+    logging.getLogger("accelerate.utils.other").setLevel(logging.ERROR)
     transformers.utils.logging.disable_progress_bar()
     # PEFT calls a transformers method deprecated in 5.x; the warning is for PEFT, not for our users.
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)

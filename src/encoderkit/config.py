@@ -75,6 +75,18 @@ class TrainConfig:
     label_all_subtokens: bool = _f(
         False, "token-classification: label every sub-token of a word, not only its first"
     )
+    line_by_line: bool = _f(
+        False, "mlm: one text per sequence (cut to max_length) instead of full blocks of concatenated text"
+    )
+    mlm_probability: float = _f(
+        0.15, "mlm: share of tokens (or words) masked: 80% mask, 10% random, 10% kept"
+    )
+    whole_word_mask: bool = _f(False, "mlm: mask every sub-token of a chosen word together")
+    train_tokenizer: bool = _f(
+        False,
+        "mlm with --strategy scratch: learn a vocabulary from the training text (the model's algorithm)",
+    )
+    vocab_size: int = _f(8000, "mlm --train-tokenizer: size of the vocabulary to learn")
     qa_metric: str = _f(
         "auto", "qa: official metric (auto: squad_v2 if unanswerable questions)", choices=QA_METRICS
     )
@@ -197,7 +209,7 @@ def validate(config: TrainConfig) -> None:
         if choices and value not in choices:
             raise UserError(f"field '{f.name}': {value!r} is not one of {', '.join(choices)}")
     positive = ["batch_size", "grad_accum", "eval_batch_size", "doc_stride", "max_query_length"]
-    positive += ["n_best", "max_answer_length", "lora_r", "lora_alpha"]
+    positive += ["n_best", "max_answer_length", "lora_r", "lora_alpha", "vocab_size"]
     # None means "the default"; 0 is not a step count (it used to be silently read as None).
     optional = ("lr", "max_steps", "logging_steps", "eval_steps", "batch_tokens")
     positive += [n for n in optional if getattr(config, n) is not None]
@@ -234,6 +246,13 @@ def validate(config: TrainConfig) -> None:
         raise UserError("field 'output': a run folder is required (--output DIR)")
     if not 0 <= config.lora_dropout < 1:
         raise UserError(f"field 'lora_dropout': must be in [0, 1), got {config.lora_dropout}")
+    if not 0 < config.mlm_probability < 1:
+        raise UserError(f"field 'mlm_probability': must be in (0, 1), got {config.mlm_probability}")
+    if config.train_tokenizer and config.strategy != "scratch":
+        raise UserError(
+            "field 'train_tokenizer': only with --strategy scratch "
+            "(a new vocabulary has no pretrained embeddings)"
+        )
     if config.resume and config.overwrite:
         raise UserError("fields 'resume' and 'overwrite' exclude each other")
     if config.resume_force and not config.resume:

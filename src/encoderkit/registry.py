@@ -34,6 +34,7 @@ REGISTRY = (
         checked_metrics=False,
         aliases=("ner",),
     ),
+    TaskEntry("mlm", "encoderkit.tasks.mlm", "MaskedLMTask", ("perplexity", "loss", "accuracy")),
     TaskEntry("fill-mask", "encoderkit.tasks.fill_mask", "FillMaskTask", (), trainable=False),
 )
 

@@ -65,7 +65,7 @@ def collate(
         if pad_left and key in data.position_keys:
             picked = [p + width - len(row) for p, row in zip(picked, rows, strict=True)]
         if isinstance(picked[0], list):  # one label per token: padded with the ignored index
-            batch[key] = _per_token(picked, width, pad_left)
+            batch[key] = per_token(picked, width, pad_left)
         else:
             batch[key] = target_tensor(picked)
     return batch
@@ -74,7 +74,8 @@ def collate(
 IGNORE = -100  # the label of a position no loss or metric reads (torch's cross_entropy default)
 
 
-def _per_token(labels: list[list[int]], width: int, pad_left: bool) -> torch.Tensor:
+def per_token(labels: list[list[int]], width: int, pad_left: bool) -> torch.Tensor:
+    """Per-token labels as [B, width], IGNORE where a row has none (padding, on the tokenizer's side)."""
     out = torch.full((len(labels), width), IGNORE, dtype=torch.long)
     for b, row in enumerate(labels):
         cols = slice(width - len(row), width) if pad_left else slice(0, len(row))

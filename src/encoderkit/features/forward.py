@@ -24,6 +24,9 @@ PER_TOKEN_KEYS = ("start_logits", "end_logits")  # QA: post-processed by n-best 
 Outputs = dict[str, torch.Tensor]
 Shard = tuple[list[int], Outputs]  # (feature indices, their outputs in that order)
 Step = tuple[Sequence[int], dict[str, Any], Any]  # (feature indices, the batch, the model's output)
+# What is kept of a batch's output, per feature: (feature indices, the model's output) -> outputs
+# with one row per feature. Masked LM: sums over the masked tokens instead of [B, L, vocab] logits.
+Reduce = Callable[[Sequence[int], Any], Outputs]
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class ForwardPass:
     device: torch.device
     collator: Collator
     autocast: Callable[[], AbstractContextManager] = nullcontext
+    reduce: Reduce | None = None  # None: keep the logits (OUTPUT_KEYS)
 
     def each(
         self, data: Encoded, batches: Sequence[Sequence[int]]
@@ -77,8 +81,8 @@ class ForwardPass:
         pieces: dict[str, list[torch.Tensor]] = {}
         order: list[int] = []
         for indices, _, out in self.each(data, batches):
-            for key in OUTPUT_KEYS:
-                value = out.get(key)
+            kept = self.reduce(indices, out) if self.reduce else {k: out.get(k) for k in OUTPUT_KEYS}
+            for key, value in kept.items():
                 if value is not None:
                     keep = key in PER_TOKEN_KEYS and not to_cpu
                     pieces.setdefault(key, []).append(value.float() if keep else value.float().cpu())
@@ -93,6 +97,7 @@ def forward_all(
     device: torch.device,
     collator: Collator,
     autocast: Callable[[], AbstractContextManager] = nullcontext,
+    reduce: Reduce | None = None,
 ) -> Outputs:
     """Model outputs for every feature, in the input order, as float32 tensors.
 
@@ -103,7 +108,7 @@ def forward_all(
     positions keep their meaning.
     """
     batches = sorted_batches(data.lengths, batch_size)
-    shard = ForwardPass(model, device, collator, autocast).shard(data, batches, to_cpu=False)
+    shard = ForwardPass(model, device, collator, autocast, reduce).shard(data, batches, to_cpu=False)
     return merge_shards([shard], collator.pad_left)
 
 

@@ -17,7 +17,7 @@ import torch
 from encoderkit.errors import UserError
 from encoderkit.features.collate import device_collator
 from encoderkit.features.encoded import Encoded
-from encoderkit.features.forward import forward_all
+from encoderkit.features.forward import Reduce, forward_all
 from encoderkit.model_folder.load import load_folder_tokenizer, load_model, read_folder
 from encoderkit.model_folder.metadata import METADATA_FILE
 from encoderkit.tasks import Outputs, Task, get_task
@@ -90,12 +90,13 @@ class Predictor:
             why = f"not an encoderkit model folder (no {METADATA_FILE}) and not a fill-mask model"
             raise UserError(f"{name}: {why}: {exc}") from None
 
-    def outputs(self, encoded: Encoded) -> Outputs:
-        """The model's outputs for every feature, in order (the one forward pass)."""
+    def outputs(self, encoded: Encoded, reduce: Reduce | None = None) -> Outputs:
+        """The model's outputs for every feature, in order (the one forward pass); `reduce`: what
+        to keep of each batch's outputs (default: the logits)."""
         collator = device_collator(
             self.tokenizer.pad_token_id, self.tokenizer.padding_side == "left", self.device.type == "cuda"
         )
-        return forward_all(self.model, encoded, self.batch_size, self.device, collator)
+        return forward_all(self.model, encoded, self.batch_size, self.device, collator, reduce=reduce)
 
     # In-memory inputs: the server and the Python API -------------------------------------
 

@@ -166,6 +166,8 @@ def render_page(predictor: Any, auth: bool) -> str:
     """page.html with what its script needs to draw the right form (no request needed, no secrets)."""
     config = {
         "task": predictor.task,
+        # The form the page draws: the task's own, or another task's (a masked LM: fill-mask).
+        "form": get_task(predictor.task).info(predictor.meta).get("form", predictor.task),
         "auth": auth,
         "pairs": predictor.pairs,
         "mask_token": predictor.meta.get("mask_token"),

@@ -83,7 +83,9 @@ def cmd_fill_mask(args: argparse.Namespace) -> int:
 
     if not 1 <= args.top_k <= MAX_TOP_K:
         raise UserError(f"--top-k: must be from 1 to {MAX_TOP_K}, got {args.top_k}")
-    predictor = Predictor.from_masked_lm(args.model)
+    predictor = Predictor.load(args.model)  # a masked LM encoderkit trained (`--task mlm`), or any other
+    if not predictor.task_impl.info(predictor.meta).get("mask_token"):
+        raise UserError(f"{args.model}: a {predictor.task} model, not a masked LM: it cannot fill masks")
     rows = [{"text": text, "top_k": args.top_k} for text in args.texts]
     for text, prediction in zip(args.texts, predictor.predict_rows(rows), strict=True):
         shown = json.dumps({"text": text, **prediction}, ensure_ascii=False) if args.json else None

@@ -10,6 +10,7 @@ names.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -18,6 +19,7 @@ from pydantic import BaseModel
 
 from encoderkit.config import TrainConfig
 from encoderkit.features.encoded import Encoded
+from encoderkit.features.forward import Reduce
 from encoderkit.model_folder.card import CardText
 from encoderkit.registry import TaskEntry
 
@@ -61,7 +63,7 @@ class LoadedModel(Protocol):
     model: Any
     device: torch.device
 
-    def outputs(self, encoded: Encoded) -> Outputs: ...
+    def outputs(self, encoded: Encoded, reduce: Reduce | None = None) -> Outputs: ...
 
 
 class Task(Protocol):
@@ -78,12 +80,27 @@ class Task(Protocol):
 
     # Training --------------------------------------------------------------------------------
 
+    def tokenizer_for(self, config: TrainConfig, tokenizer: Any) -> Any:
+        """The tokenizer the run uses: the model's (most tasks), or one trained on the data (MLM)."""
+        ...
+
     def prepare(self, config: TrainConfig, tokenizer: Any, model_limit: int) -> PreparedData: ...
 
     def model_config(self, data: PreparedData) -> dict[str, Any]: ...
 
+    def training_features(
+        self, data: PreparedData, indices: Sequence[int], epoch: int, seed: int
+    ) -> tuple[Encoded, Sequence[int]]:
+        """(features, which of them) a training batch is collated from: `data.train` itself for most
+        tasks; MLM masks its sequences anew each epoch, seeded by (seed, epoch, feature)."""
+        ...
+
     def loss(self, logits: Outputs, targets: Outputs, pad: torch.Tensor | None) -> torch.Tensor:
         """The mean loss of a batch; `pad` marks padded positions ([B, L], None for a packed batch)."""
+        ...
+
+    def reduce_outputs(self, data: PreparedData) -> Reduce | None:
+        """What evaluation keeps of each batch's outputs (None: the logits; MLM: masked-token sums)."""
         ...
 
     def decoding(self, config: TrainConfig, data: PreparedData) -> dict[str, Any]:
@@ -124,9 +141,21 @@ class Task(Protocol):
 
 
 class Registered:
-    """What every task takes from its registry line: the entry, the name, the default metric."""
+    """What every task takes from its registry line (the entry, the name, the default metric), and
+    the hooks most tasks leave as they are."""
 
     def __init__(self, entry: TaskEntry) -> None:
         self.entry = entry
         self.name = entry.name
         self.default_metric = entry.metrics[0] if entry.metrics else "loss"
+
+    def tokenizer_for(self, config: TrainConfig, tokenizer: Any) -> Any:
+        return tokenizer
+
+    def training_features(
+        self, data: PreparedData, indices: Sequence[int], epoch: int, seed: int
+    ) -> tuple[Encoded, Sequence[int]]:
+        return data.train, indices
+
+    def reduce_outputs(self, data: PreparedData) -> Reduce | None:
+        return None

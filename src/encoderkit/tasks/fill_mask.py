@@ -73,29 +73,36 @@ def read_top_k(row: dict[str, Any], where: str) -> int:
     return value
 
 
-def check_rows(rows: list[dict[str, Any]], mask_token: str) -> list[str]:
-    """The texts, each holding `mask_token`, after checking `top_k`; no tokenizer involved."""
+def check_rows(rows: list[dict[str, Any]], mask_token: str, wheres: list[str] | None = None) -> list[str]:
+    """The texts, each holding `mask_token`, after checking `top_k`; no tokenizer involved.
+    `wheres` names each row in errors (default `inputs[i].text`; `file:line` for a file)."""
     texts = []
     for i, row in enumerate(rows):
         read_top_k(row, f"inputs[{i}]")
         text = str(text_field(row, "text", f"inputs[{i}]"))
         if mask_token not in text:
-            raise UserError(f"inputs[{i}].text: no mask token {mask_token} in the text")
+            raise UserError(f"{_where(wheres, i)}: no mask token {mask_token} in the text")
         texts.append(text)
     return texts
 
 
-def encode_masked(tokenizer: Any, rows: list[dict[str, Any]], max_length: int) -> Encoded:
+def encode_masked(
+    tokenizer: Any, rows: list[dict[str, Any]], max_length: int, wheres: list[str] | None = None
+) -> Encoded:
     """Token ids of each row's text; every text must hold the mask token and fit the model.
 
     Texts are never truncated: cutting a text could cut its mask and answer a different question.
     """
-    texts = check_rows(rows, tokenizer.mask_token)
+    texts = check_rows(rows, tokenizer.mask_token, wheres)
     enc = tokenizer(texts, truncation=False, return_attention_mask=False)
     for i, ids in enumerate(enc["input_ids"]):
         if len(ids) > max_length:
-            raise UserError(f"inputs[{i}].text: {len(ids)} tokens, longer than the model's {max_length}")
+            raise UserError(f"{_where(wheres, i)}: {len(ids)} tokens, longer than the model's {max_length}")
     return Encoded(enc["input_ids"], enc.get("token_type_ids"))
+
+
+def _where(wheres: list[str] | None, i: int) -> str:
+    return wheres[i] if wheres else f"inputs[{i}].text"
 
 
 def mask_probabilities(model: Any, encoded: Encoded, mask_id: int, pad_id: int, device: torch.device) -> list:
@@ -127,10 +134,15 @@ def candidates(tokenizer: Any, text: str, mask: int, probs: torch.Tensor, top_k:
 
 
 def fill_masks(
-    model: Any, tokenizer: Any, rows: list[dict[str, Any]], max_length: int, device: torch.device
+    model: Any,
+    tokenizer: Any,
+    rows: list[dict[str, Any]],
+    max_length: int,
+    device: torch.device,
+    wheres: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """One dict per row: `masks`, a candidate list per mask token of its text (text order)."""
-    encoded = encode_masked(tokenizer, rows, max_length)
+    encoded = encode_masked(tokenizer, rows, max_length, wheres)
     top_ks = [read_top_k(row, f"inputs[{i}]") for i, row in enumerate(rows)]
     per_row = mask_probabilities(model, encoded, tokenizer.mask_token_id, tokenizer.pad_token_id, device)
     return [

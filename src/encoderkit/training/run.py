@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import safetensors.torch
 import torch
 from accelerate import Accelerator
 from accelerate.utils import TorchDynamoPlugin, gather_object, set_seed
-from safetensors.torch import load_file, save_file
 from transformers import get_linear_schedule_with_warmup
 
 from encoderkit import packing
@@ -67,7 +67,7 @@ from encoderkit.training.state import LoopState, Plan, auto_epochs, make_plan
 from encoderkit.training.watch import LearningWatch
 from encoderkit.version import __version__
 
-LOWER_IS_BETTER = ("loss", "mse")
+LOWER_IS_BETTER = ("loss", "mse", "perplexity")
 
 
 @dataclass
@@ -128,7 +128,7 @@ def _train(config: TrainConfig, lock: RunFolderLock | None, echo: Any, launch: L
     else:
         run_dir = run_folder.claim(lock.run_dir, config.resume, config.overwrite, lock.existed)
     model_config = load_config(config.model)
-    tokenizer = load_tokenizer(config.model)
+    tokenizer = task.tokenizer_for(config, load_tokenizer(config.model))
     # Tokenized data comes from the on-disk cache when this data, tokenizer and settings were seen
     # before; otherwise the first process to get there tokenizes and stores it, the others wait.
     data = prepare_cached(task, config, tokenizer, model_max_length(model_config, tokenizer), echo)
@@ -264,7 +264,8 @@ class _Run:
 
     def make_batch(self, indices: list[int], width: int | None) -> dict[str, Any]:
         """A training batch: packed, or padded to the longest feature (or `width`)."""
-        batch = self.collator()(self.data.train, indices, width)
+        features, picked = self.task.training_features(self.data, indices, self.state.epoch, self.config.seed)
+        batch = self.collator()(features, picked, width)
         if self.accelerator.device.type == "cuda":
             # Pinned host memory: the copy to the GPU runs without blocking the host.
             batch = {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
@@ -290,7 +291,7 @@ class _Run:
         if acc.num_processes == 1:
             outputs = forward_all(
                 self.network, data, self.config.eval_batch_size, acc.device, self.collator(evaluation=True),
-                acc.autocast,
+                acc.autocast, self.task.reduce_outputs(self.data),
             )  # fmt: skip
         else:
             # Each process forwards a disjoint share of the batches; the shards (feature indices
@@ -300,7 +301,8 @@ class _Run:
             mine = shard_eval_batches(batches, acc.process_index, acc.num_processes)
             # The DDP wrapper is not needed without gradients (and would sync buffers).
             collator = self.collator(evaluation=True)
-            shard = ForwardPass(self.network, acc.device, collator, acc.autocast).shard(data, mine)
+            reduce = self.task.reduce_outputs(self.data)
+            shard = ForwardPass(self.network, acc.device, collator, acc.autocast, reduce).shard(data, mine)
             outputs = merge_shards(gather_object([shard]), self.pad_left)
         faults.kill_point("eval", self.state.global_step)
         self.latest = self.task.evaluate(outputs, self.data, self.decoding)
@@ -309,10 +311,14 @@ class _Run:
     def save_best(self) -> None:
         assert self.state.best_step is not None
         if self.is_main:  # the weights are the same on every process
-            state = self.network.state_dict()
-            tensors = {k: v.contiguous() for k, v in state.items()}
-            step = self.state.best_step
-            checkpoints.save_best(self.run_dir, step, lambda path: save_file(tensors, str(path)))
+            # safetensors save_model (not save_file) keeps one copy of tied weights (an MLM decoder shares
+            # the input embeddings) and load_model ties them back.
+            network, step = self.network, self.state.best_step
+
+            def write(path: Path) -> None:
+                safetensors.torch.save_model(network, str(path))
+
+            checkpoints.save_best(self.run_dir, step, write)
         self.accelerator.wait_for_everyone()  # others may read them (finish) only once written
 
     def save_checkpoint(self, step: int) -> None:
@@ -360,7 +366,7 @@ class _Run:
         if self.data.eval is not None:
             # `latest` is None when a run resumed after its last evaluation: evaluate the best again.
             if self.latest is None or self.state.best_step != self.state.last_eval_step:
-                unwrapped.load_state_dict(load_file(str(self.best_path)))
+                safetensors.torch.load_model(unwrapped, str(self.best_path))
                 self.evaluate()  # on every process: the evaluation is collective
             final = self.latest
         config, data, task = self.config, self.data, self.task
