@@ -3,7 +3,7 @@
 Each script runs as a user runs it (`python benchmarks/X.py ...`, a subprocess, HF_HUB_OFFLINE=1) on a
 handful of examples with the tests' tiny random BERT, with `--no-write`; its JSON lines are then
 appended to a scratch RESULTS.md with `--append-from`, the way lines measured on the GPU machine
-come back. Both peers (the HF Trainer scripts) run inside the classification, QA and speed cases.
+come back. The peers (the HF Trainer recipes) run inside the classification, QA, speed and MLM cases.
 A case whose ../shared/data file is absent is skipped and says which file. The serving case talks
 to 127.0.0.1 only.
 """
@@ -84,6 +84,14 @@ CASES = [
         ("frozen",),
         "## Strategies: `encoderkit compare` (full, frozen, LoRA, scratch)",
         key="strategy",
+    ),
+    Case(
+        "mlm",
+        ("--limit-train", "8", "--limit-eval", "4", "--max-length", "32", *DATA),
+        SQUAD,
+        ("squad",),
+        "## Masked LM: encoderkit vs HF run_mlm.py recipe",
+        key="corpus",
     ),
     Case(
         "serve",
@@ -176,6 +184,9 @@ def check_figures(script: str, lines: list[dict]) -> None:
             assert 0 <= line["peer_f1"] <= 100 and 0 <= line["encoderkit_f1"] <= 100
         elif script == "strategies":
             assert 0 < line["trainable_params"] < line["total_params"]
+        elif script == "mlm":
+            assert line["speed_ratio"] > 0 and line["masked_tokens"] > 0
+            assert line["peer_perplexity"] > 1 and line["encoderkit_perplexity"] > 1
         elif script == "serve":
             assert line["ratio"] > 0
         elif script == "launch_overhead":

@@ -22,14 +22,11 @@ from encoderkit.inference.predictor import Predictor
 from encoderkit.serving.app import create_app
 from encoderkit.training import faults
 from tests.conftest import sentiment_rows, write_jsonl
+from tests.integration.test_reliability import TIMED
 from tests.integration.test_serve import LIMITED, post, running
 
 # 160 short lines, about 1,500 tokens: about 50 blocks of 32, 4 steps an epoch at batch 16.
 RUN = ["--task", "mlm", "--max-length", "32", "--batch-size", "16", "--lr", "1e-3", "--epochs", "3"]
-TIMED = {
-    "eval_runtime_s", "examples_per_s", "train_runtime_s", "train_samples_per_s", "wall_time_s",
-    "peak_memory_mb",
-}  # fmt: skip
 
 
 def errors(err: str) -> list[str]:
@@ -46,20 +43,8 @@ def texts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def argv(model: str, files: tuple[Path, Path], out: Path, *extra: str) -> list[str]:
-    train, dev = files
-    return [
-        "train",
-        "--model",
-        model,
-        "--train",
-        str(train),
-        "--eval",
-        str(dev),
-        "--output",
-        str(out),
-        *RUN,
-        *extra,
-    ]
+    data = {"--train": files[0], "--eval": files[1], "--output": out}
+    return ["train", "--model", model, *[str(x) for pair in data.items() for x in pair], *RUN, *extra]
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +111,26 @@ def test_fill_mask_predict_and_serve_on_the_trained_folder(
         == 2
     )
     assert errors(capsys.readouterr().err) == [f"error: {inputs}:3: no mask token [MASK] in the text"]
+
+
+def test_fill_mask_whole_words_offers_no_special_or_sub_word_token(
+    mlm_run: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = str(mlm_run[0] / "model")
+    vocab = Predictor.load(model).tokenizer.get_vocab()
+    shown = {}
+    for flag in ([], ["--whole-words"]):
+        capsys.readouterr()
+        assert (
+            main(["fill-mask", "--model", model, "--top-k", "100", "--json", *flag, "the [MASK] was good"])
+            == 0
+        )
+        shown[bool(flag)] = [c["token"] for c in json.loads(capsys.readouterr().out)["masks"][0]]
+    pieces = [t for t in shown[False] if t.startswith("##") or t in ("[CLS]", "[SEP]", "[PAD]", "[UNK]")]
+    assert pieces, "the check needs a sub-word or special candidate in the plain top 100"
+    assert not [t for t in shown[True] if t.startswith("##") or t.startswith("[")], shown[True]
+    words = [t for t in vocab if not t.startswith("##") and not t.startswith("[")]
+    assert len(shown[True]) == min(100, len(words))
 
 
 def test_resume_after_kill_gives_the_uninterrupted_run(

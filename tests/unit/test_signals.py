@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Iterator
 
 import pytest
 
@@ -13,6 +14,16 @@ def send(signum: int) -> None:
     signal.raise_signal(signum)  # its Python handler runs before the next statement
 
 
+@pytest.fixture
+def sigint_not_ignored() -> Iterator[None]:
+    """A test run started in the background (`cmd &`) inherits an ignored SIGINT, which
+    stop_between_steps rightly leaves ignored; these tests are about a terminal user's SIGINT."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+@pytest.mark.usefixtures("sigint_not_ignored")
 def test_a_first_signal_only_asks_and_a_second_stops_at_once(capsys: pytest.CaptureFixture) -> None:
     before = signal.getsignal(signal.SIGINT)
     with stop_between_steps() as stop:

@@ -51,6 +51,9 @@ def add_commands(sub: Any) -> None:
     fill.add_argument("--model", required=True, help="model name or folder with a masked-LM head")
     fill.add_argument("texts", nargs="+", metavar="TEXT", help="text holding the mask token, e.g. [MASK]")
     fill.add_argument("--top-k", type=int, default=5, help="candidates per mask (default 5)")
+    fill.add_argument(
+        "--whole-words", action="store_true", help="offer whole words only (no special or sub-word tokens)"
+    )
     fill.add_argument("--json", action="store_true", help="print one JSON object per text")
     fill.set_defaults(handler=cmd_fill_mask)
 
@@ -86,7 +89,7 @@ def cmd_fill_mask(args: argparse.Namespace) -> int:
     predictor = Predictor.load(args.model)  # a masked LM encoderkit trained (`--task mlm`), or any other
     if not predictor.task_impl.info(predictor.meta).get("mask_token"):
         raise UserError(f"{args.model}: a {predictor.task} model, not a masked LM: it cannot fill masks")
-    rows = [{"text": text, "top_k": args.top_k} for text in args.texts]
+    rows = [{"text": text, "top_k": args.top_k, "whole_words": args.whole_words} for text in args.texts]
     for text, prediction in zip(args.texts, predictor.predict_rows(rows), strict=True):
         shown = json.dumps({"text": text, **prediction}, ensure_ascii=False) if args.json else None
         print(shown or table(text, prediction))

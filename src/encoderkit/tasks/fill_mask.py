@@ -22,6 +22,7 @@ from encoderkit.features.forward import ForwardPass
 from encoderkit.model_folder.card import CardText
 from encoderkit.modeling import load_config, load_tokenizer, model_max_length, resolve_model
 from encoderkit.tasks.base import LoadedModel, Registered
+from encoderkit.tasks.masking import continuation_ids
 from encoderkit.tasks.rows import check_rows as check_fields
 from encoderkit.tasks.rows import text_field, with_ids
 from encoderkit.tasks.schemas import Id, Strict, id_field, request_of
@@ -66,6 +67,18 @@ def load_masked_lm(name: str, device: torch.device) -> tuple[Any, Any, dict[str,
     return model.to(device).eval(), tokenizer, meta
 
 
+def read_whole_words(row: dict[str, Any], where: str) -> bool:
+    value = row.get("whole_words", False)
+    if not isinstance(value, bool):
+        raise UserError(f"{where}.whole_words: expected true or false, got {value!r}")
+    return value
+
+
+def word_excluded(tokenizer: Any) -> torch.Tensor:
+    """Ids a whole-word answer leaves out: special tokens and tokens that continue a word (`##ing`)."""
+    return torch.tensor(sorted({*tokenizer.all_special_ids, *continuation_ids(tokenizer)}), dtype=torch.long)
+
+
 def read_top_k(row: dict[str, Any], where: str) -> int:
     value = row.get("top_k", DEFAULT_TOP_K)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TOP_K:
@@ -79,6 +92,7 @@ def check_rows(rows: list[dict[str, Any]], mask_token: str, wheres: list[str] | 
     texts = []
     for i, row in enumerate(rows):
         read_top_k(row, f"inputs[{i}]")
+        read_whole_words(row, f"inputs[{i}]")
         text = str(text_field(row, "text", f"inputs[{i}]"))
         if mask_token not in text:
             raise UserError(f"{_where(wheres, i)}: no mask token {mask_token} in the text")
@@ -118,15 +132,28 @@ def mask_probabilities(model: Any, encoded: Encoded, mask_id: int, pad_id: int, 
     return found
 
 
-def candidates(tokenizer: Any, text: str, mask: int, probs: torch.Tensor, top_k: int) -> list[dict[str, Any]]:
+def candidates(
+    tokenizer: Any,
+    text: str,
+    mask: int,
+    probs: torch.Tensor,
+    top_k: int,
+    excluded: torch.Tensor | None = None,
+) -> list[dict[str, Any]]:
     """The `top_k` tokens for mask number `mask` of `text`, best first, each with the text where
-    only that mask is filled (`sequence`)."""
+    only that mask is filled (`sequence`). `excluded` ids are never offered (their probability is
+    not spread over the others: scores stay the model's probabilities)."""
     parts = text.split(tokenizer.mask_token)
     before = tokenizer.mask_token.join(parts[: mask + 1])
     after = tokenizer.mask_token.join(parts[mask + 1 :])
+    if excluded is not None:
+        probs = probs.clone()
+        probs[excluded[excluded < probs.shape[0]]] = -1.0  # below every probability
     scores, ids = probs.topk(min(top_k, probs.shape[0]))
     out = []
     for score, token_id in zip(scores.tolist(), ids.tolist(), strict=True):
+        if score < 0:  # excluded: fewer candidates than top_k remain
+            break
         token = tokenizer.decode([token_id]).strip()
         filled = before + token + after
         out.append({"token": token, "token_id": token_id, "score": round(score, 6), "sequence": filled})
@@ -144,10 +171,17 @@ def fill_masks(
     """One dict per row: `masks`, a candidate list per mask token of its text (text order)."""
     encoded = encode_masked(tokenizer, rows, max_length, wheres)
     top_ks = [read_top_k(row, f"inputs[{i}]") for i, row in enumerate(rows)]
+    whole = [read_whole_words(row, f"inputs[{i}]") for i, row in enumerate(rows)]
+    excluded = word_excluded(tokenizer) if any(whole) else None
     per_row = mask_probabilities(model, encoded, tokenizer.mask_token_id, tokenizer.pad_token_id, device)
     return [
-        {"masks": [candidates(tokenizer, str(row["text"]), m, p, k) for m, p in enumerate(probs)]}
-        for row, probs, k in zip(rows, per_row, top_ks, strict=True)
+        {
+            "masks": [
+                candidates(tokenizer, str(row["text"]), m, p, k, excluded if w else None)
+                for m, p in enumerate(probs)
+            ]
+        }
+        for row, probs, k, w in zip(rows, per_row, top_ks, whole, strict=True)
     ]
 
 
@@ -155,6 +189,7 @@ class MaskInput(Strict):
     id: Id = id_field()
     text: str = Field(description="holds the tokenizer's mask token (see /v1/info) at least once")
     top_k: int = Field(DEFAULT_TOP_K, ge=1, le=MAX_TOP_K)
+    whole_words: bool = Field(False, description="offer whole words only: no special or `##` tokens")
 
 
 MaskRequest = request_of("MaskRequest", MaskInput)
@@ -177,7 +212,7 @@ class MaskResponse(BaseModel):
     predictions: list[MaskOutput]
 
 
-ROW_FIELDS = ("text", "top_k")
+ROW_FIELDS = ("text", "top_k", "whole_words")
 
 
 class FillMaskTask(Registered):
