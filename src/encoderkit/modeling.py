@@ -151,11 +151,20 @@ def add_lora(model: PreTrainedModel, settings: LoraSettings) -> Any:
         n for n, child in model.named_children()
         if n != prefix and any(True for _ in child.parameters())
     ]  # fmt: skip
+    # PEFT trains a `modules_to_save` head as a copy; a masked-LM head's decoder is the input
+    # embeddings (tied), and a copy would untie them: its training would be lost on reload. Such a
+    # head trains in place instead, all but the tied weight (frozen, as LoRA keeps the embeddings).
+    encoder = {id(p) for p in getattr(model, prefix).parameters()}
+    tied = [n for n in head if any(id(p) in encoder for p in getattr(model, n).parameters())]
     config = LoraConfig(
         r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout, target_modules=pattern,
-        modules_to_save=head, bias="none",
+        modules_to_save=[n for n in head if n not in tied], bias="none",
     )  # fmt: skip
-    return get_peft_model(model, config)
+    wrapped = get_peft_model(model, config)
+    for name in tied:
+        for param in getattr(model, name).parameters():
+            param.requires_grad = id(param) not in encoder
+    return wrapped
 
 
 def is_peft(model: Any) -> bool:

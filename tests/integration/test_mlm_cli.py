@@ -166,6 +166,23 @@ def test_scratch_with_a_trained_tokenizer_whole_words_line_by_line(
     assert config["vocab_size"] == len(vocab) == 120
 
 
+def test_lora_trains_the_head_in_place_so_the_saved_model_scores_as_the_run(
+    tiny_model: str, texts: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """PEFT's copy of a tied head would be lost on reload: the saved model would score otherwise."""
+    out = tmp_path / "run"
+    assert main(argv(tiny_model, texts, out, "--strategy", "lora", "--epochs", "1", "--lr", "3e-3")) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(out / "model"), "--data", str(texts[1])]) == 0
+    scored = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert scored["perplexity"] == pytest.approx(metrics["perplexity"], rel=1e-4)
+    evals = [
+        e for e in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if "eval_perplexity" in e
+    ]
+    assert metrics["perplexity"] < evals[0]["eval_perplexity"], evals  # the adapters and head learnt
+
+
 def test_the_masked_lm_folder_is_a_model_for_classification(
     mlm_run: tuple[Path, str], tmp_path: Path
 ) -> None:

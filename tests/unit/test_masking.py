@@ -107,3 +107,37 @@ def test_masked_sums_and_scores_count_only_the_masked_tokens() -> None:
     assert got["loss"] == pytest.approx(expected, rel=1e-5)
     assert got["perplexity"] == pytest.approx(math.exp(expected), rel=1e-5)
     assert got["accuracy"] == pytest.approx(2 / 3) and got["masked_tokens"] == 3
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "distilbert"])
+def test_the_head_on_masked_positions_only_gives_the_full_loss_and_gradients(family: str) -> None:
+    from transformers import AutoConfig, AutoModelForMaskedLM
+
+    from encoderkit.tasks import get_task
+
+    sizes = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 37}
+    if family == "distilbert":
+        sizes = {"dim": 32, "n_layers": 1, "n_heads": 2, "hidden_dim": 37}
+    config = AutoConfig.for_model(family, vocab_size=VOCAB, max_position_embeddings=64, **sizes)
+    torch.manual_seed(0)
+    model = AutoModelForMaskedLM.from_config(config).eval()  # no dropout: two forwards must agree
+    ids = torch.randint(10, VOCAB, (3, 12))
+    mask = torch.ones_like(ids)
+    mask[2, 8:] = 0  # a padded row
+    labels = torch.full_like(ids, IGNORE)
+    labels[0, [1, 5]], labels[1, 3], labels[2, [0, 7]] = ids[0, [1, 5]], ids[1, 3], ids[2, [0, 7]]
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    task = get_task("mlm")
+
+    def loss_and_grads(loss: torch.Tensor) -> tuple[float, list[torch.Tensor]]:
+        model.zero_grad()
+        loss.backward()
+        return float(loss.detach()), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    full_logits = {"logits": model(**inputs).logits}
+    full = loss_and_grads(task.loss(full_logits, {"labels": labels}, mask == 0))
+    masked_only = loss_and_grads(task.forward_loss(model, inputs, {"labels": labels}))
+    assert masked_only[0] == pytest.approx(full[0], rel=1e-5)
+    assert len(masked_only[1]) == len(full[1])
+    for a, b in zip(masked_only[1], full[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

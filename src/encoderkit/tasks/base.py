@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from encoderkit.config import TrainConfig
 from encoderkit.features.encoded import Encoded
-from encoderkit.features.forward import Reduce
+from encoderkit.features.forward import OUTPUT_KEYS, Reduce
 from encoderkit.model_folder.card import CardText
 from encoderkit.registry import TaskEntry
 
@@ -99,6 +99,11 @@ class Task(Protocol):
         """The mean loss of a batch; `pad` marks padded positions ([B, L], None for a packed batch)."""
         ...
 
+    def forward_loss(self, model: torch.nn.Module, inputs: dict[str, Any], targets: Outputs) -> torch.Tensor:
+        """The loss of a padded training batch: the model's outputs, then `loss` (most tasks); MLM
+        runs its head on the masked positions only."""
+        ...
+
     def reduce_outputs(self, data: PreparedData) -> Reduce | None:
         """What evaluation keeps of each batch's outputs (None: the logits; MLM: masked-token sums)."""
         ...
@@ -156,6 +161,12 @@ class Registered:
         self, data: PreparedData, indices: Sequence[int], epoch: int, seed: int
     ) -> tuple[Encoded, Sequence[int]]:
         return data.train, indices
+
+    def forward_loss(self, model: torch.nn.Module, inputs: dict[str, Any], targets: Outputs) -> torch.Tensor:
+        out = model(**inputs)
+        logits = {k: getattr(out, k) for k in OUTPUT_KEYS if k in out}
+        loss: torch.Tensor = self.loss(logits, targets, inputs["attention_mask"] == 0)  # type: ignore[attr-defined]
+        return loss
 
     def reduce_outputs(self, data: PreparedData) -> Reduce | None:
         return None

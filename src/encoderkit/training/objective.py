@@ -13,7 +13,6 @@ from typing import Any
 import torch
 
 from encoderkit import packing
-from encoderkit.features.forward import OUTPUT_KEYS
 from encoderkit.tasks import Task
 
 
@@ -24,6 +23,7 @@ class TrainingModel(torch.nn.Module):
         super().__init__()
         self.model = model
         self.loss = task.loss
+        self.forward_loss = task.forward_loss
         self.target_keys = task.target_keys
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
@@ -31,6 +31,4 @@ class TrainingModel(torch.nn.Module):
         if packing.is_packed(batch):  # per-token logits come back -inf past each sequence's end
             return self.loss(packing.packed_logits(self.model, batch), targets, None)
         inputs = {k: v for k, v in batch.items() if k not in self.target_keys}
-        out = self.model(**inputs)
-        logits = {k: getattr(out, k) for k in OUTPUT_KEYS if k in out}
-        return self.loss(logits, targets, inputs["attention_mask"] == 0)
+        return self.forward_loss(self.model, inputs, targets)
