@@ -48,8 +48,8 @@ from encoderkit.errors import UserError
 from encoderkit.features.collate import Collator
 from encoderkit.features.encoded import Encoded
 from encoderkit.features.forward import forward_all
-from encoderkit.tasks.masking import EVAL_SEED, mask_features, masking_for
-from encoderkit.tasks.mlm import EVAL_STREAM, masked_sums, scores, sequences
+from encoderkit.tasks.masking import masking_for
+from encoderkit.tasks.mlm import eval_masking, masked_sums, scores, tokenize
 
 log = logger("bench")
 
@@ -193,10 +193,8 @@ def fixed_masking_scores(model_dir: Path, eval_texts: list[str], max_length: int
     (tokenized with the model's own tokenizer: both sides share the base model's)."""
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForMaskedLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    docs = tokenizer(eval_texts, add_special_tokens=False, return_attention_mask=False)["input_ids"]
-    ids, _ = sequences(tokenizer, docs, max_length, line_by_line=False)
     masking = masking_for(tokenizer, MLM_PROBABILITY, whole_words=False)
-    inputs, labels = mask_features(masking, ids, range(len(ids)), (EVAL_SEED, EVAL_STREAM))
+    inputs, labels = eval_masking(tokenizer, tokenize(tokenizer, eval_texts), max_length, False, masking)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     collator = Collator(tokenizer.pad_token_id)  # right padding, as masked_sums(..., pad_left=False) reads
     reduce = masked_sums(labels, pad_left=False)

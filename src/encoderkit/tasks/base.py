@@ -170,3 +170,9 @@ class Registered:
 
     def reduce_outputs(self, data: PreparedData) -> Reduce | None:
         return None
+
+
+def data_check_lines(summary: dict[str, Any]) -> list[str]:
+    """The data check as console lines: a heading, then one aligned `key  value` line each."""
+    width = max(len(k) for k in summary)
+    return ["data check:", *(f"  {key:<{width}}  {value}" for key, value in summary.items())]

@@ -32,7 +32,7 @@ from encoderkit.features.forward import Reduce
 from encoderkit.model_folder.card import CardText
 from encoderkit.modeling import resolve_model
 from encoderkit.tasks import fill_mask
-from encoderkit.tasks.base import Evaluation, LoadedModel, Outputs, PreparedData, Registered
+from encoderkit.tasks.base import Evaluation, LoadedModel, Outputs, PreparedData, Registered, data_check_lines
 from encoderkit.tasks.masking import EVAL_SEED, IGNORE, Masking, blocks, lines, mask_features, masking_for
 from encoderkit.tasks.rows import check_rows as check_fields
 from encoderkit.tasks.rows import with_ids
@@ -87,8 +87,9 @@ class MaskedLMTask(Registered):
         max_length = 128 if config.max_length == "auto" else int(config.max_length)
         masking = masking_for(tokenizer, config.mlm_probability, config.whole_word_mask)
         train_texts = read_texts(config.train, config.text_column, config.line_by_line)
-        train_docs = _tokenize(tokenizer, train_texts.texts)
+        train_docs = tokenize(tokenizer, train_texts.texts)
         train, cut = sequences(tokenizer, train_docs, max_length, config.line_by_line)
+        specials = sum(map(len, special_wrap(tokenizer)))  # [CLS] and [SEP] for BERT
         summary: dict[str, Any] = {
             "train texts": f"{len(train_texts.texts)} ({train_texts.kind})",
             "train tokens": sum(len(d) for d in train_docs),
@@ -102,25 +103,22 @@ class MaskedLMTask(Registered):
         eval_set, gold = None, None
         if config.eval:
             eval_texts = read_texts(config.eval, config.text_column, config.line_by_line)
-            eval_docs = _tokenize(tokenizer, eval_texts.texts)
-            eval_ids, _ = sequences(tokenizer, eval_docs, max_length, config.line_by_line)
-            inputs, labels = mask_features(masking, eval_ids, range(len(eval_ids)), (EVAL_SEED, EVAL_STREAM))
+            eval_docs = tokenize(tokenizer, eval_texts.texts)
+            inputs, labels = eval_masking(tokenizer, eval_docs, max_length, config.line_by_line, masking)
             masked = sum(label != IGNORE for row in labels for label in row)
             if not masked:
                 raise UserError(f"{config.eval}: too little text: the eval masking chose no token")
             eval_set, gold = Encoded(inputs), labels
             summary["eval sequences"] = f"{len(inputs)} ({masked} masked tokens, fixed)"
             summary["eval unknown-token rate"] = _unknown_rate(tokenizer, eval_docs)
-        messages = [*_head_message(config), "data check:"]
-        width = max(len(k) for k in summary)
-        messages += [f"  {k:<{width}}  {v}" for k, v in summary.items()]
+        messages = [*_head_message(config), *data_check_lines(summary)]
         return PreparedData(
             train=Encoded(train),
             eval=eval_set,
             eval_gold=gold,
             label_names=None,
             columns={"text": config.text_column},
-            lengths=[len(d) + sum(map(len, special_wrap(tokenizer))) for d in train_docs],
+            lengths=[len(d) + specials for d in train_docs],
             max_length=max_length,
             summary=summary,
             settings={
@@ -223,12 +221,11 @@ class MaskedLMTask(Registered):
         """Loss, perplexity and accuracy on `source` masked the way evaluation masks (EVAL_SEED)."""
         meta, tokenizer = model.meta, model.tokenizer
         line_by_line = bool(meta.get("line_by_line"))
-        docs = _tokenize(tokenizer, read_texts(source, flags.get("text"), line_by_line).texts)
-        ids, _ = sequences(tokenizer, docs, int(meta["max_length"]), line_by_line)
+        docs = tokenize(tokenizer, read_texts(source, flags.get("text"), line_by_line).texts)
         masking = masking_for(
             tokenizer, float(meta.get("mlm_probability", 0.15)), bool(meta.get("whole_word_mask"))
         )
-        inputs, labels = mask_features(masking, ids, range(len(ids)), (EVAL_SEED, EVAL_STREAM))
+        inputs, labels = eval_masking(tokenizer, docs, int(meta["max_length"]), line_by_line, masking)
         outputs = model.outputs(Encoded(inputs), masked_sums(labels, tokenizer.padding_side == "left"))
         return {**scores(outputs), "examples": len(inputs)}
 
@@ -250,6 +247,15 @@ def sequences(
     if line_by_line:
         return lines(docs, content, wrap)
     return blocks(docs, content, wrap, int(tokenizer.sep_token_id)), 0
+
+
+def eval_masking(
+    tokenizer: Any, docs: list[list[int]], max_length: int, line_by_line: bool, masking: Masking
+) -> tuple[list[list[int]], list[list[int]]]:
+    """(inputs, labels) of the eval sequences of `docs`, masked the one fixed way (EVAL_SEED): the
+    same positions at every evaluation, in `evaluate`, and for any model scored on this text."""
+    ids, _ = sequences(tokenizer, docs, max_length, line_by_line)
+    return mask_features(masking, ids, range(len(ids)), (EVAL_SEED, EVAL_STREAM))
 
 
 def special_wrap(tokenizer: Any) -> tuple[list[int], list[int]]:
@@ -312,7 +318,8 @@ def scores(outputs: Outputs) -> dict[str, float]:
     }
 
 
-def _tokenize(tokenizer: Any, texts: list[str]) -> list[list[int]]:
+def tokenize(tokenizer: Any, texts: list[str]) -> list[list[int]]:
+    """Token ids of each text without special tokens: `sequences` adds them per sequence."""
     ids: list[list[int]] = tokenizer(texts, add_special_tokens=False, return_attention_mask=False)[
         "input_ids"
     ]

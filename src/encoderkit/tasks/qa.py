@@ -24,7 +24,7 @@ from encoderkit.errors import UserError
 from encoderkit.evaluation.squad_metrics import exact_match, score
 from encoderkit.features.encoded import Encoded
 from encoderkit.model_folder.card import CardText
-from encoderkit.tasks.base import Evaluation, LoadedModel, Outputs, PreparedData, Registered
+from encoderkit.tasks.base import Evaluation, LoadedModel, Outputs, PreparedData, Registered, data_check_lines
 from encoderkit.tasks.qa_features import QAFeatures, build_features, feature_stats
 from encoderkit.tasks.qa_postprocess import QAPrediction, decode_predictions, null_margins
 from encoderkit.tasks.qa_serving import QARequest, QAResponse, qa_examples, qa_row
@@ -302,12 +302,6 @@ def evaluate_predictions(predictions: list[QAPrediction], eval_set: QAEvalSet) -
         for p in predictions
     ]
     return Evaluation(metrics, extra={"predictions": shown, "null_threshold": threshold})
-
-
-def data_check_lines(summary: dict[str, Any]) -> list[str]:
-    """The data check as console lines: a heading, then one aligned `key  value` line each."""
-    width = max(len(k) for k in summary)
-    return ["data check:", *(f"  {key:<{width}}  {value}" for key, value in summary.items())]
 
 
 def examples_section(predictions: list[QAPrediction], eval_set: QAEvalSet, count: int = 12) -> str:

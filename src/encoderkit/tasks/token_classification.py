@@ -25,7 +25,7 @@ from encoderkit.errors import UserError
 from encoderkit.features.collate import IGNORE
 from encoderkit.model_folder.card import CardText
 from encoderkit.reporting.markdown import md_table
-from encoderkit.tasks.base import Evaluation, LoadedModel, Outputs, PreparedData, Registered
+from encoderkit.tasks.base import Evaluation, LoadedModel, Outputs, PreparedData, Registered, data_check_lines
 from encoderkit.tasks.rows import check_rows, with_ids
 from encoderkit.tasks.schemas import Id, Strict, id_field, request_of
 from encoderkit.tasks.tag_schemes import PLAIN, detect_scheme, entities, to_iob2
@@ -133,7 +133,6 @@ class TokenClassificationTask(Registered):
             eval_set = TokenEvalSet(evals, eval_features)
             summary["eval sentences"] = len(evals)
             summary["eval windowed sentences"] = _windowed(eval_features)
-        width = max(len(k) for k in summary)
         return PreparedData(
             train=features.encoded(),
             eval=eval_set.features.encoded() if eval_set else None,
@@ -144,7 +143,7 @@ class TokenClassificationTask(Registered):
             max_length=max_length,
             summary=summary,
             settings={"padding_side": tokenizer.padding_side, "scheme": scheme},
-            messages=["data check:", *(f"  {k:<{width}}  {v}" for k, v in summary.items())],
+            messages=data_check_lines(summary),
         )
 
     def model_config(self, data: PreparedData) -> dict[str, Any]:
