@@ -3,7 +3,8 @@
 Each script runs as a user runs it (`python benchmarks/X.py ...`, a subprocess, HF_HUB_OFFLINE=1) on a
 handful of examples with the tests' tiny random BERT, with `--no-write`; its JSON lines are then
 appended to a scratch RESULTS.md with `--append-from`, the way lines measured on the GPU machine
-come back. The peers (the HF Trainer recipes) run inside the classification, QA, speed and MLM cases.
+come back. The peers (the HF Trainer recipes) run inside the classification, QA, speed, MLM and NER
+cases.
 A case whose ../shared/data file is absent is skipped and says which file. The serving case talks
 to 127.0.0.1 only.
 """
@@ -92,6 +93,13 @@ CASES = [
         ("squad",),
         "## Masked LM: encoderkit vs HF run_mlm.py recipe",
         key="corpus",
+    ),
+    Case(
+        "ner",
+        ("--limit-train", "40", "--limit-eval", "4", "--epochs", "1", "--max-length", "32", *DATA),
+        ("conll2003/train.txt.gz", "conll2003/dev.txt.gz", "conll2003/test.txt.gz"),
+        ("same", "defaults"),
+        "## Token classification: encoderkit vs HF run_ner.py recipe",
     ),
     Case(
         "serve",
