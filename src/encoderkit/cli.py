@@ -107,6 +107,12 @@ def build_parser() -> Parser:
     predict.add_argument(
         "--squad-predictions", help="qa: also write {id: answer} JSON for `encoderkit score`"
     )
+    predict.add_argument(
+        "--aggregation",
+        choices=("first", "max", "average"),
+        help="token classification: a word's tag from its first sub-token (default), the most "
+        "confident sub-token, or their mean probabilities",
+    )
     _add_column_flags(predict)
     predict.set_defaults(handler=cmd_predict)
 
@@ -114,6 +120,11 @@ def build_parser() -> Parser:
     lengths.add_argument("--model", required=True, help="model name or folder (its tokenizer is used)")
     lengths.add_argument("--data", required=True, help="data file")
     lengths.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    lengths.add_argument(
+        "--task",
+        default="classification",
+        help="how to read --data: classification/regression (rows), token-classification (words)",
+    )
     _add_column_flags(lengths)
     lengths.set_defaults(handler=cmd_lengths)
 
@@ -244,7 +255,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     predictor = Predictor.from_dir(args.model, batch_size=args.batch_size)
     if args.squad_predictions and predictor.meta.get("qa_metric") is None:  # only QA models are scored so
         raise UserError("--squad-predictions: only for qa models")
-    predictions = predictor.predict_file(args.input, _column_flags(args))
+    predictions = predictor.predict_file(args.input, {**_column_flags(args), "aggregation": args.aggregation})
     output = Path(args.output)
     if output.parent and not output.parent.exists():
         raise UserError(f"{output.parent}: folder for --output does not exist")
@@ -257,18 +268,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_lengths(args: argparse.Namespace) -> int:
-    from encoderkit.data.columns import Columns, resolve_columns
     from encoderkit.data.lengths import length_stats
-    from encoderkit.data.tables import read_table
     from encoderkit.modeling import load_config, load_tokenizer, model_max_length
-    from encoderkit.tasks import classification as cls
+    from encoderkit.tasks import get_task
 
+    task = get_task(args.task)
     tokenizer = load_tokenizer(args.model)
     limit = model_max_length(load_config(args.model), tokenizer)
-    table = read_table(args.data)
-    columns = resolve_columns(table, args.text_column, args.text_pair_column, None, need_label=False)
-    examples = cls.read_examples(table, Columns(columns.text, columns.text_pair, None), need_label=False)
-    stats = length_stats(cls.tokenize(tokenizer, examples, None).lengths, limit)
+    stats = length_stats(task.text_lengths(tokenizer, args.data, _column_flags(args)), limit)
     print(json.dumps(stats.__dict__) if args.json else stats.table())
     return 0
 

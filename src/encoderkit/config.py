@@ -72,6 +72,11 @@ class TrainConfig:
     max_query_length: int = _f(64, "qa: questions are cut to this many tokens")
     n_best: int = _f(20, "qa: candidate spans kept per question")
     max_answer_length: int = _f(30, "qa: longest answer in tokens")
+    labels: str | None = _f(
+        None,
+        "token-classification: names of integer tags, comma-separated in id order (O,B-PER,I-PER,...); "
+        "default: the model's id2label",
+    )
     label_all_subtokens: bool = _f(
         False, "token-classification: label every sub-token of a word, not only its first"
     )

@@ -35,6 +35,8 @@ from encoderkit.errors import UserError
 ATTENTION = "encoderkit_packed"
 # Architectures whose embeddings, attention and heads this module knows (MiniLM is a BERT).
 SUPPORTED = ("bert", "roberta", "xlm-roberta")
+# The heads `packed_logits` knows, by the end of the transformers class name.
+_HEADS = ("ForSequenceClassification", "ForQuestionAnswering", "ForTokenClassification", "ForMaskedLM")
 # RoBERTa numbers positions from padding_idx + 1 (HF's create_position_ids_from_input_ids).
 _POSITIONS_AFTER_PAD = ("roberta", "xlm-roberta")
 
@@ -112,8 +114,8 @@ def unsupported(model: Any) -> str | None:
     kind = hf.config.model_type
     if kind not in SUPPORTED:
         return f"model type {kind!r} (packed: {', '.join(SUPPORTED)})"
-    if not type(hf).__name__.endswith(("ForSequenceClassification", "ForQuestionAnswering")):
-        return f"{type(hf).__name__} (packed: sequence classification and question answering)"
+    if not type(hf).__name__.endswith(_HEADS):
+        return f"{type(hf).__name__} (packed: {', '.join(_HEADS)})"
     return None
 
 
@@ -162,7 +164,9 @@ def packed_logits(model: Any, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The model's logits for a packed batch, one row per sequence, as the padded model gives them.
 
     Sequence tasks: `logits` [B, labels]. QA: `start_logits` / `end_logits` [B, longest], -inf
-    after each sequence's end (pad positions are never an answer).
+    after each sequence's end (pad positions are never an answer). Per-token heads (token
+    classification, masked LM): `logits` [B, longest, classes], 0 after each end, where the
+    labels are IGNORE.
     """
     hf = hf_model(model)
     base = getattr(hf, hf.base_model_prefix)
@@ -180,6 +184,12 @@ def packed_logits(model: Any, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
     if hasattr(hf, "qa_outputs"):
         start, end = hf.qa_outputs(hidden).unbind(-1)
         return {"start_logits": unpack(start, cu, n, width), "end_logits": unpack(end, cu, n, width)}
+    name = type(hf).__name__
+    if name.endswith("ForTokenClassification"):
+        return {"logits": unpack(hf.classifier(hf.dropout(hidden)), cu, n, width, fill=0.0)}
+    if name.endswith("ForMaskedLM"):  # BERT's head is `cls`, RoBERTa's `lm_head`
+        head = hf.cls if hasattr(hf, "cls") else hf.lm_head
+        return {"logits": unpack(head(hidden), cu, n, width, fill=0.0)}
     cls = hidden[cu[:n].long()].unsqueeze(1)  # [B, 1, hidden]: each sequence's first token
     if hf.config.model_type == "bert":
         logits = hf.classifier(hf.dropout(base.pooler(cls)))
@@ -191,10 +201,12 @@ def packed_logits(model: Any, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
 def unpack(
     values: torch.Tensor, cu_seq_lens: torch.Tensor, n: int, width: int, fill: float = float("-inf")
 ) -> torch.Tensor:
-    """Per-token values [T] -> [n, width] (width: the longest sequence), `fill` after each end."""
+    """Per-token values [T] or [T, C] -> [n, width] or [n, width, C] (width: the longest
+    sequence), `fill` after each end."""
     starts = cu_seq_lens[:n].long()
     lengths = cu_seq_lens[1 : n + 1].long() - starts
     columns = torch.arange(width, device=values.device)
     inside = columns < lengths[:, None]
     index = (starts[:, None] + columns).clamp(max=values.shape[0] - 1)
-    return values[index].masked_fill(~inside, fill)
+    outside = ~inside if values.dim() == 1 else ~inside[..., None]
+    return values[index].masked_fill(outside, fill)

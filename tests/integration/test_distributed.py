@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 
 from tests.conftest import sentiment_rows, write_jsonl
 from tests.integration.test_qa_cli import WINDOW, qa_records, write_squad
+from tests.integration.test_token_cli import write_conll
 
 pytestmark = [
     pytest.mark.distributed,
@@ -36,6 +37,22 @@ TIMEOUT_S = 240
 # still join the gradient all-reduce); 33 eval rows at eval batch 4 split unevenly over 2 ranks.
 CLASSIFICATION = ["--task", "classification", "--batch-size", "10", "--epochs", "2", "--lr", "5e-3"]
 QA = ["--task", "qa", "--batch-size", "8", "--max-steps", "6", "--lr", "3e-3", *WINDOW]
+NER = ["--task", "ner", "--batch-size", "10", "--epochs", "2", "--lr", "5e-3"]
+# One text per sequence: 81 sequences, so the last batch is short here too.
+MLM = [
+    "--task",
+    "mlm",
+    "--line-by-line",
+    "--max-length",
+    "32",
+    "--batch-size",
+    "10",
+    "--epochs",
+    "2",
+    "--lr",
+    "5e-3",
+]
+TASKS = {"cls": CLASSIFICATION, "qa": QA, "ner": NER, "mlm": MLM}
 COMMON = ["--eval-batch-size", "4", "--logging-steps", "1", "--eval-steps", "3", "--save-steps", "2"]
 REL = 1e-4
 ACCELERATE = Path(sys.executable).with_name("accelerate")
@@ -60,7 +77,16 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "cls_eval": write_jsonl(folder / "eval.jsonl", sentiment_rows(33, seed=3)),
         "qa_train": write_squad(folder / "train.json", qa_records(30, seed=4)),
         "qa_eval": write_squad(folder / "eval.json", qa_records(13, seed=5)),
+        "ner_train": write_conll(folder / "train.conll", 81, seed=6),
+        "ner_eval": write_conll(folder / "eval.conll", 33, seed=7),
+        "mlm_train": texts(folder / "train.txt", sentiment_rows(81, seed=8)),
+        "mlm_eval": texts(folder / "eval.txt", sentiment_rows(33, seed=9)),
     }
+
+
+def texts(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(r["text"] + "\n" for r in rows))
+    return path
 
 
 def free_port() -> int:
@@ -146,10 +172,10 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def runs(model: str, data: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Classification and QA, each with 1 and with 2 processes; the 2-process stdout too."""
+    """Every task, each with 1 and with 2 processes; the 2-process stdout too."""
     root = tmp_path_factory.mktemp("distributed-runs")
     out: dict[str, Any] = {}
-    for task, args in (("cls", CLASSIFICATION), ("qa", QA)):
+    for task, args in TASKS.items():
         for procs in (1, 2):
             run = root / f"{task}-{procs}"
             result = ok(train(procs, model, data[f"{task}_train"], data[f"{task}_eval"], run, args))
@@ -167,11 +193,11 @@ def assert_same_run(one: Path, two: Path) -> None:
     for key in ("steps", "best_step"):
         assert final_two[key] == final_one[key]
     for key, value in final_one.items():
-        if key.startswith(("accuracy", "f1", "mcc", "exact_match", "eval_loss")):
+        if key.startswith(("accuracy", "f1", "mcc", "exact_match", "eval_loss", "perplexity", "precision")):
             assert final_two[key] == pytest.approx(value, rel=REL, abs=1e-6), key
 
 
-@pytest.mark.parametrize("task", ["cls", "qa"])
+@pytest.mark.parametrize("task", list(TASKS))
 def test_two_processes_train_like_one(runs: dict[str, Any], task: str) -> None:
     one, two = runs[f"{task}-1"], runs[f"{task}-2"]
     assert_same_run(one, two)
@@ -186,6 +212,20 @@ def test_two_processes_train_like_one(runs: dict[str, Any], task: str) -> None:
     noise_only = {"qa_outputs.bias", "bert.encoder.layer.1.output.LayerNorm.bias"}
     differ = [k for k in w1 if not torch.allclose(w1[k], w2[k], rtol=1e-3, atol=1e-5)]
     assert set(differ) <= noise_only, differ
+
+
+@pytest.mark.parametrize("task", ["ner", "mlm"])
+def test_micro_batches_weigh_per_token_losses_by_their_tokens(
+    model: str, data: dict[str, Path], tmp_path: Path, task: str
+) -> None:
+    """A per-token loss is a mean over labelled tokens: `--grad-accum 2` (micro-batches with
+    different token counts) gives the steps of one micro-batch, not a mean of two means. (Not
+    grouped by length, so both runs cut one shuffled order into the same steps.)"""
+    args = [*TASKS[task], "--no-group-by-length"]
+    one, accum = tmp_path / "one", tmp_path / "accum"
+    ok(train(1, model, data[f"{task}_train"], data[f"{task}_eval"], one, args))
+    ok(train(1, model, data[f"{task}_train"], data[f"{task}_eval"], accum, [*args, "--grad-accum", "2"]))
+    assert_same_run(one, accum)
 
 
 def test_token_budget_batches_train_like_one_process(
@@ -203,7 +243,7 @@ def test_token_budget_batches_train_like_one_process(
 
 def test_evaluation_sees_every_example_once(runs: dict[str, Any], data: dict[str, Path]) -> None:
     """The gathered 2-process evaluation equals a plain 1-process `evaluate` of the saved model."""
-    for task in ("cls", "qa"):
+    for task in TASKS:
         two = runs[f"{task}-2"]
         cmd = [sys.executable, "-m", "encoderkit", "evaluate", "--model", str(two / "model")]
         result = subprocess.run(
@@ -212,7 +252,7 @@ def test_evaluation_sees_every_example_once(runs: dict[str, Any], data: dict[str
         assert result.returncode == 0, result.stderr[-2000:]
         single = json.loads(result.stdout)
         final = metrics(two)
-        for key in ("accuracy", "exact_match", "f1"):
+        for key in ("accuracy", "exact_match", "f1", "perplexity"):
             if key in single:
                 assert final[key] == pytest.approx(single[key], abs=1e-6), (task, key)
 

@@ -240,3 +240,37 @@ def test_bad_input_exits_2_with_one_error_line(
     got = errors(capsys.readouterr().err)
     assert len(got) == 1 and got[0].startswith(message), got
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_fill_mask_joint_ranks_whole_fillings_by_the_chain_of_conditionals(
+    mlm_run: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--joint`: each filling's score is P(first | both masked) x P(second | first filled), as
+    the model gives them; best first; one mask: the same list as the per-mask candidates."""
+    model = str(mlm_run[0] / "model")
+    text = "the [MASK] was good and the food was [MASK] ."
+    capsys.readouterr()
+    assert main(["fill-mask", "--model", model, "--top-k", "3", "--joint", "--json", text]) == 0
+    joint = json.loads(capsys.readouterr().out)["joint"]
+    assert len(joint) == 3 and [f["score"] for f in joint] == sorted(
+        (f["score"] for f in joint), reverse=True
+    )
+    predictor = Predictor.load(model)
+    tokenizer, lm = predictor.tokenizer, predictor.model
+    ids = tokenizer(text)["input_ids"]
+    first, second = [p for p, t in enumerate(ids) if t == tokenizer.mask_token_id]
+
+    def prob(row: list[int], position: int, token: int) -> float:
+        with torch.no_grad():
+            logits = lm(input_ids=torch.tensor([row])).logits[0, position]
+        return float(torch.softmax(logits.float(), -1)[token])
+
+    for filling in joint:
+        a, b = filling["token_ids"]
+        filled = [a if p == first else t for p, t in enumerate(ids)]
+        assert filling["score"] == pytest.approx(prob(ids, first, a) * prob(filled, second, b), rel=1e-4)
+        assert filling["sequence"].count("[MASK]") == 0 and filling["sequence"].startswith("the ")
+    single = predictor.predict_rows([{"text": "the [MASK] was good", "top_k": 4, "joint": True}])[0]
+    assert [f["token_ids"] for f in single["joint"]] == [[c["token_id"]] for c in single["masks"][0]]
+    assert main(["fill-mask", "--model", model, "--top-k", "2", "--joint", text]) == 0
+    assert "  joint:" in capsys.readouterr().out

@@ -99,8 +99,7 @@ def test_masked_sums_and_scores_count_only_the_masked_tokens() -> None:
     logits[0, 1, 5] = 10.0  # right
     logits[1, 2, 1] = 10.0  # wrong (7 expected)
     logits[1, 3, 8] = 10.0  # right
-    out = type("Out", (), {"logits": logits})()
-    sums = masked_sums(labels, pad_left=False)([0, 1], out)
+    sums = masked_sums(labels, pad_left=False)([0, 1], {"logits": logits})  # as a ModelOutput reads
     assert sums["masked"].tolist() == [1.0, 2.0] and sums["correct"].tolist() == [1.0, 1.0]
     got = scores(sums)
     expected = float(torch.nn.functional.cross_entropy(logits[[0, 1, 1], [1, 2, 3]], torch.tensor([5, 7, 8])))

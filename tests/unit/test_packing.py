@@ -8,8 +8,10 @@ import random
 import pytest
 import torch
 from transformers import (
+    AutoModelForMaskedLM,
     AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
     BertConfig,
     DistilBertConfig,
     RobertaConfig,
@@ -78,6 +80,53 @@ def test_packed_logits_and_loss_equal_the_padded_ones(kind: str, qa: bool) -> No
             torch.testing.assert_close(value, reference, atol=1e-5, rtol=1e-4)
     loss = TrainingModel(model, get_task("qa" if qa else "classification"))
     torch.testing.assert_close(loss(packed), loss(padded), atol=1e-5, rtol=1e-4)
+
+
+def _per_token_features(n: int, classes: int, seed: int = 0) -> Encoded:
+    """`n` features of 3 to 40 tokens with a label on about half of their positions."""
+    rng = random.Random(seed)
+    lengths = [rng.randint(3, 40) for _ in range(n)]
+    ids = [[rng.randint(5, 119) for _ in range(length)] for length in lengths]
+    labels = [[rng.randrange(classes) if rng.random() < 0.5 else -100 for _ in row] for row in ids]
+    labels[0][0] = 1  # at least one labelled position
+    return Encoded(ids, None, {"labels": labels})
+
+
+@pytest.mark.parametrize("kind", ["bert", "roberta"])
+@pytest.mark.parametrize("task", ["token-classification", "mlm"])
+def test_packed_per_token_heads_equal_the_padded_ones(kind: str, task: str) -> None:
+    """Token classification and masked LM: each sequence's logits, the loss and the gradients."""
+    torch.manual_seed(0)
+    if task == "mlm":
+        model, classes = AutoModelForMaskedLM.from_config(CONFIGS[kind]()), SHAPE["vocab_size"]
+    else:
+        model, classes = AutoModelForTokenClassification.from_config(CONFIGS[kind](num_labels=5)), 5
+    packing.enable(model)
+    model.eval()  # no dropout: both passes compute the same function
+    assert packing.unsupported(model) is None
+    data = _per_token_features(6, classes, seed=3)
+    pad_id, indices = model.config.pad_token_id, [4, 0, 5, 2]
+    padded = collate(data, indices, pad_id)
+    packed = collate_packed(data, indices, pad_id, packing.position_offset(model), multiple_of=16)
+    with torch.no_grad():
+        want = model(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"]).logits
+        got = packing.packed_logits(model, packed)["logits"]
+    assert got.shape == want.shape
+    for row, n in enumerate(padded["attention_mask"].sum(1).tolist()):
+        torch.testing.assert_close(got[row, :n], want[row, :n], atol=1e-5, rtol=1e-4)
+    objective = TrainingModel(model, get_task(task))
+    grads = []
+    for batch in (padded, packed):
+        model.zero_grad()
+        loss = objective(batch)
+        loss.backward()
+        grads.append(
+            (loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        )
+    torch.testing.assert_close(grads[1][0], grads[0][0], atol=1e-5, rtol=1e-4)
+    assert grads[0][1].keys() == grads[1][1].keys()
+    for name in grads[0][1]:
+        torch.testing.assert_close(grads[1][1][name], grads[0][1][name], atol=1e-5, rtol=1e-4, msg=name)
 
 
 def test_padded_qa_loss_does_not_depend_on_the_padding_width() -> None:
@@ -184,3 +233,21 @@ def test_the_varlen_kernel_gets_packed_heads_and_boundaries(monkeypatch: pytest.
     assert calls[0] == (torch.Size([total, heads, 32 // heads]), torch.int32, max(data.lengths), {})
     for row, n in enumerate(data.lengths):
         torch.testing.assert_close(got[row, :n], want[row, :n], atol=1e-5, rtol=1e-4)
+
+
+def test_packed_mlm_evaluation_gives_the_padded_sums() -> None:
+    from encoderkit.features.collate import Collator
+    from encoderkit.features.forward import forward_all
+    from encoderkit.tasks.mlm import masked_sums
+
+    torch.manual_seed(0)
+    model = AutoModelForMaskedLM.from_config(CONFIGS["bert"]())
+    packing.enable(model)
+    data = _per_token_features(7, SHAPE["vocab_size"], seed=4)
+    reduce = masked_sums(data.targets["labels"], pad_left=False)
+    cpu = torch.device("cpu")
+    padded = forward_all(model.eval(), data, 3, cpu, Collator(pad_id=0), reduce=reduce)
+    packed = forward_all(model, data, 3, cpu, Collator(pad_id=0, multiple_of=8, packed=True), reduce=reduce)
+    for key in ("loss_sum", "masked", "correct"):
+        torch.testing.assert_close(packed[key], padded[key], atol=1e-4, rtol=1e-4)
+    assert padded["masked"].sum() > 0

@@ -15,6 +15,7 @@ from encoderkit.modeling import load_tokenizer
 from encoderkit.tasks.tag_schemes import BIOES, IOB1, IOB2, PLAIN, detect_scheme, entities, to_iob2
 from encoderkit.tasks.token_classification import inputs, score
 from encoderkit.tasks.token_features import build_windows, word_predictions, words_without_tokens
+from encoderkit.tasks.token_report import confusion_table, entity_confusion
 
 # --- tag schemes -------------------------------------------------------------------------------
 
@@ -137,6 +138,30 @@ def test_long_sentences_are_windowed_and_every_word_predicted_once(tiny_model: s
     assert [label for label, _ in predicted[0]] == list(range(60)), "one prediction per word, its own"
 
 
+@pytest.mark.parametrize(
+    ("aggregation", "label", "score"), [("first", 1, 0.6), ("max", 2, 0.9), ("average", 2, 0.5)]
+)
+def test_a_word_of_several_sub_tokens_is_aggregated(
+    tiny_model: str, aggregation: str, label: int, score: float
+) -> None:
+    """The HF pipeline's word-level choices: first sub-token, most confident one, mean probabilities."""
+    tokenizer = load_tokenizer(tiny_model)
+    features = build_windows(tokenizer, [["unbelievably"]], None, max_length=32, stride=8)
+    positions = [p for p, w in enumerate(features.word_ids[0]) if w == 0]
+    assert len(positions) >= 2
+    probs = torch.full((1, len(features.word_ids[0]), 3), 1 / 3)
+    probs[0, positions] = torch.tensor([0.1, 0.8, 0.1])  # middle sub-tokens: class 1 at 0.8
+    probs[0, positions[0]] = torch.tensor([0.1, 0.6, 0.3])
+    probs[0, positions[-1]] = torch.tensor([0.05, 0.05, 0.9])
+    if aggregation == "average":  # two sub-tokens only, so the mean is easy to state
+        positions = positions[:1] + positions[-1:]
+        features.word_ids[0] = [w if p in positions else None for p, w in enumerate(features.word_ids[0])]
+        probs[0, positions[0]] = torch.tensor([0.0, 0.4, 0.6])
+        probs[0, positions[1]] = torch.tensor([0.2, 0.4, 0.4])
+    ((got,),) = word_predictions(features, probs.log(), [1], aggregations=[aggregation])
+    assert got[0] == label and got[1] == pytest.approx(score, abs=1e-6)
+
+
 def test_words_without_sub_tokens_are_counted(tiny_model: str) -> None:
     tokenizer = load_tokenizer(tiny_model)
     features = build_windows(tokenizer, [["good", "\u200b", "film"]], None, max_length=16, stride=4)
@@ -164,3 +189,14 @@ def test_entity_metrics_are_strict_and_per_type() -> None:
     assert metrics["accuracy"] == 0.75
     plain = score([["NN", "VB"]], [["NN", "NN"]], entity_tags=False)
     assert plain["accuracy"] == 0.5 and set(plain) == {"accuracy", "f1"}
+
+
+def test_entity_confusion_counts_types_missed_and_spurious() -> None:
+    gold = [["B-PER", "I-PER", "O", "B-LOC", "O"], ["B-ORG", "O"]]
+    predicted = [["B-PER", "I-PER", "O", "B-ORG", "B-LOC"], ["B-ORG", "O"]]
+    counts = entity_confusion(gold, predicted)
+    assert counts == {("PER", "PER"): 1, ("LOC", "ORG"): 1, ("ORG", "ORG"): 1, ("spurious", "LOC"): 1}
+    cut_short = entity_confusion([["B-PER", "I-PER"]], [["B-PER", "O"]])
+    assert cut_short == {("PER", "missed"): 1, ("spurious", "PER"): 1}  # a wrong span is both
+    table = confusion_table(counts)
+    assert table.count("<tr>") == 5 and "<th>missed</th>" in table  # header, LOC, ORG, PER, spurious

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from encoderkit.data.files import loads_json, read_text
+from encoderkit.data.tables import is_hub_name
 from encoderkit.errors import UserError, at, brief
 
 
@@ -37,6 +38,8 @@ def read_sentences(
         UserError: the file is missing or malformed, naming `file:line`.
     """
     path = Path(source)
+    if is_hub_name(source):
+        return _hub(source, token_column or "tokens", tag_column, need_tags)
     if not path.is_file():
         raise UserError(f"{source}: {'is a folder' if path.is_dir() else 'file not found'}")
     text = read_text(path)
@@ -45,6 +48,23 @@ def read_sentences(
         sentences = _jsonl(source, text, token_column or "tokens", tag_column, need_tags)
     else:
         sentences = _columns(source, text, token_column, tag_column, need_tags)
+    if not sentences:
+        raise UserError(f"{source}: no sentences")
+    return sentences
+
+
+def _hub(source: str, token_field: str, tag_field: str | None, need_tags: bool) -> list[Sentence]:
+    """A Hub split (`conll2003:train`): its integer tags named by the dataset's ClassLabel."""
+    from encoderkit.data.hub import class_names, load_hub_split  # `datasets` imports slowly
+
+    dataset = load_hub_split(source)
+    field = tag_field or ("tags" if "tags" in dataset.column_names else "ner_tags")
+    names = class_names(dataset, field)
+    sentences = []
+    for i, row in enumerate(dataset):
+        if names and row.get(field) is not None:
+            row = {**row, field: [names[t] if isinstance(t, int) else t for t in row[field]]}
+        sentences.append(_sentence(row, f"{source}: row {i}", token_field, field, need_tags))
     if not sentences:
         raise UserError(f"{source}: no sentences")
     return sentences
@@ -116,19 +136,23 @@ def _jsonl(
         row = loads_json(line, source, number)
         if not isinstance(row, dict):
             raise UserError(f"{where}: expected a JSON object, got {type(row).__name__}")
-        tokens = _strings(row.get(token_field), where, token_field)
         field = tag_field or ("tags" if "tags" in row else "ner_tags")
-        raw_tags = row.get(field)
-        if raw_tags is None:
-            if need_tags:
-                raise UserError(f"{where}: no '{field}' field")
-            sentences.append(Sentence(tokens, None, where))
-            continue
-        tags = _tags(raw_tags, where, field)
-        if len(tags) != len(tokens):
-            raise UserError(f"{where}: {len(tokens)} tokens but {len(tags)} tags")
-        sentences.append(Sentence(tokens, tags, where))
+        sentences.append(_sentence(row, where, token_field, field, need_tags))
     return sentences
+
+
+def _sentence(row: dict[str, Any], where: str, token_field: str, tag_field: str, need_tags: bool) -> Sentence:
+    """One JSONL row or Hub example as a Sentence: tokens, and as many tags (or none)."""
+    tokens = _strings(row.get(token_field), where, token_field)
+    raw_tags = row.get(tag_field)
+    if raw_tags is None:
+        if need_tags:
+            raise UserError(f"{where}: no '{tag_field}' field")
+        return Sentence(tokens, None, where)
+    tags = _tags(raw_tags, where, tag_field)
+    if len(tags) != len(tokens):
+        raise UserError(f"{where}: {len(tokens)} tokens but {len(tags)} tags")
+    return Sentence(tokens, tags, where)
 
 
 def _strings(value: Any, where: str, field: str) -> list[str]:

@@ -28,6 +28,20 @@ def parse_hub_name(source: str) -> list[tuple[str, str | None, str]]:
 
 def read_hub_rows(source: str) -> tuple[list[str], list[dict[str, Any]]]:
     """(column names, rows) of a Hub dataset split; `data.tables.read_table` makes a Table of them."""
+    dataset = load_hub_split(source)
+    return list(dataset.column_names), [dict(row) for row in dataset]
+
+
+def class_names(dataset: Any, column: str) -> list[str] | None:
+    """The names of a ClassLabel column, or of a sequence of them (`ner_tags`); None otherwise."""
+    feature = dataset.features.get(column)
+    feature = getattr(feature, "feature", feature)  # Sequence(ClassLabel) -> ClassLabel
+    names = getattr(feature, "names", None)
+    return list(names) if names else None
+
+
+def load_hub_split(source: str) -> Any:
+    """The `datasets.Dataset` of a Hub split such as `conll2003:validation`."""
     try:
         import datasets
     except ImportError:  # pragma: no cover - datasets is a dependency
@@ -35,10 +49,9 @@ def read_hub_rows(source: str) -> tuple[list[str], list[dict[str, Any]]]:
     last_error: Exception | None = None
     for path, config, split in parse_hub_name(source):
         try:
-            dataset = datasets.load_dataset(path, config, split=split)
+            return datasets.load_dataset(path, config, split=split)
         except Exception as exc:  # datasets raises many types (offline, not found, bad split)
             last_error = exc
             continue
-        return list(dataset.column_names), [dict(row) for row in dataset]
     reason = str(last_error).splitlines()[0][:200] if last_error else "unknown error"
     raise UserError(f"{source}: not a local file, and loading it from the Hugging Face Hub failed: {reason}")

@@ -37,9 +37,9 @@ class Table:
 def read_table(source: str) -> Table:
     """Read a local file by its extension, or a Hub dataset name when no such file exists."""
     path = Path(source)
+    if is_hub_name(source):
+        return read_hub_table(source)
     if not path.exists():
-        if HUB_NAME.match(source) and not _looks_like_file(source):
-            return read_hub_table(source)
         raise UserError(f"{source}: file not found")
     if path.is_dir():
         raise UserError(f"{source}: is a folder, expected a data file")
@@ -56,6 +56,11 @@ def read_table(source: str) -> Table:
     if not table.rows:
         raise UserError(f"{source}: empty file (no data rows)")
     return table
+
+
+def is_hub_name(source: str) -> bool:
+    """No such local path, and the name reads as a Hub dataset (`glue/mrpc:train`), not a file."""
+    return not Path(source).exists() and bool(HUB_NAME.match(source)) and not _looks_like_file(source)
 
 
 def read_hub_table(source: str) -> Table:

@@ -112,7 +112,10 @@ def collate_packed(
             [[t for i in indices for t in data.token_type_ids[i]] + [0] * filler]
         )
     for key, values in data.targets.items():  # positions count from each sequence's own start
-        batch[key] = target_tensor([values[i] for i in indices])
+        picked = [values[i] for i in indices]
+        # One label per token: one row per sequence, as packed_logits unpacks the per-token heads.
+        per_row = isinstance(picked[0], list)
+        batch[key] = per_token(picked, max(lengths), False) if per_row else target_tensor(picked)
     return batch
 
 

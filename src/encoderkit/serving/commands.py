@@ -54,6 +54,11 @@ def add_commands(sub: Any) -> None:
     fill.add_argument(
         "--whole-words", action="store_true", help="offer whole words only (no special or sub-word tokens)"
     )
+    fill.add_argument(
+        "--joint",
+        action="store_true",
+        help="also rank whole fillings of all masks by joint probability (a beam of --top-k)",
+    )
     fill.add_argument("--json", action="store_true", help="print one JSON object per text")
     fill.set_defaults(handler=cmd_fill_mask)
 
@@ -89,7 +94,8 @@ def cmd_fill_mask(args: argparse.Namespace) -> int:
     predictor = Predictor.load(args.model)  # a masked LM encoderkit trained (`--task mlm`), or any other
     if not predictor.task_impl.info(predictor.meta).get("mask_token"):
         raise UserError(f"{args.model}: a {predictor.task} model, not a masked LM: it cannot fill masks")
-    rows = [{"text": text, "top_k": args.top_k, "whole_words": args.whole_words} for text in args.texts]
+    flags = {"top_k": args.top_k, "whole_words": args.whole_words, "joint": args.joint}
+    rows = [{"text": text, **flags} for text in args.texts]
     for text, prediction in zip(args.texts, predictor.predict_rows(rows), strict=True):
         shown = json.dumps({"text": text, **prediction}, ensure_ascii=False) if args.json else None
         print(shown or table(text, prediction))
@@ -104,4 +110,9 @@ def table(text: str, prediction: dict[str, Any]) -> str:
             lines.append(f"  mask {m + 1}:")
         width = max(len(c["token"]) for c in candidates)
         lines += [f"  {c['score']:.4f}  {c['token']:<{width}}  {c['sequence']}" for c in candidates]
+    if prediction.get("joint"):
+        lines.append("  joint:")
+        lines += [
+            f"  {f['score']:.4f}  {' | '.join(f['tokens'])}  {f['sequence']}" for f in prediction["joint"]
+        ]
     return "\n".join(lines)

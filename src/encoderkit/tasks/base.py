@@ -18,6 +18,7 @@ import torch
 from pydantic import BaseModel
 
 from encoderkit.config import TrainConfig
+from encoderkit.errors import UserError
 from encoderkit.features.encoded import Encoded
 from encoderkit.features.forward import OUTPUT_KEYS, Reduce
 from encoderkit.model_folder.card import CardText
@@ -95,6 +96,12 @@ class Task(Protocol):
         tasks; MLM masks its sequences anew each epoch, seeded by (seed, epoch, feature)."""
         ...
 
+    def loss_units(self, data: PreparedData, indices: Sequence[int], epoch: int, seed: int) -> int:
+        """What `loss` averages over in these training features: examples (most tasks), or
+        labelled tokens (token classification, MLM). The loop weights each micro-batch by its
+        share, so a step is the same mean with any --grad-accum and any number of processes."""
+        ...
+
     def loss(self, logits: Outputs, targets: Outputs, pad: torch.Tensor | None) -> torch.Tensor:
         """The mean loss of a batch; `pad` marks padded positions ([B, L], None for a packed batch)."""
         ...
@@ -144,6 +151,10 @@ class Task(Protocol):
         """What /v1/info and the web page add for this task."""
         ...
 
+    def text_lengths(self, tokenizer: Any, source: str, flags: dict[str, str | None]) -> list[int]:
+        """`encoderkit lengths`: the tokens of each example of a data file, special tokens included."""
+        ...
+
 
 class Registered:
     """What every task takes from its registry line (the entry, the name, the default metric), and
@@ -170,6 +181,12 @@ class Registered:
 
     def reduce_outputs(self, data: PreparedData) -> Reduce | None:
         return None
+
+    def loss_units(self, data: PreparedData, indices: Sequence[int], epoch: int, seed: int) -> int:
+        return len(indices)
+
+    def text_lengths(self, tokenizer: Any, source: str, flags: dict[str, str | None]) -> list[int]:
+        raise UserError(f"lengths: not available for --task {self.name}")
 
 
 def data_check_lines(summary: dict[str, Any]) -> list[str]:

@@ -8,6 +8,7 @@ the registry marks it untrainable, so its training methods are never called.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -67,10 +68,10 @@ def load_masked_lm(name: str, device: torch.device) -> tuple[Any, Any, dict[str,
     return model.to(device).eval(), tokenizer, meta
 
 
-def read_whole_words(row: dict[str, Any], where: str) -> bool:
-    value = row.get("whole_words", False)
+def read_flag(row: dict[str, Any], name: str, where: str) -> bool:
+    value = row.get(name, False)
     if not isinstance(value, bool):
-        raise UserError(f"{where}.whole_words: expected true or false, got {value!r}")
+        raise UserError(f"{where}.{name}: expected true or false, got {value!r}")
     return value
 
 
@@ -92,7 +93,8 @@ def check_rows(rows: list[dict[str, Any]], mask_token: str, wheres: list[str] | 
     texts = []
     for i, row in enumerate(rows):
         read_top_k(row, f"inputs[{i}]")
-        read_whole_words(row, f"inputs[{i}]")
+        read_flag(row, "whole_words", f"inputs[{i}]")
+        read_flag(row, "joint", f"inputs[{i}]")
         text = str(text_field(row, "text", f"inputs[{i}]"))
         if mask_token not in text:
             raise UserError(f"{_where(wheres, i)}: no mask token {mask_token} in the text")
@@ -160,6 +162,60 @@ def candidates(
     return out
 
 
+def joint_fillings(
+    model: Any,
+    tokenizer: Any,
+    text: str,
+    ids: list[int],
+    beam: int,
+    excluded: torch.Tensor | None,
+    device: torch.device,
+) -> list[dict[str, Any]]:
+    """Whole fillings of every mask of `text`, ranked by their joint probability, best first.
+
+    A masked LM gives each mask a distribution given the others still masked; the independent
+    per-mask lists can pair answers that do not go together. Here the masks are filled left to
+    right with a beam of `beam` partial fillings: each step runs the model on every partial
+    filling and extends it with the next mask's top tokens, so a later mask is conditioned on the
+    earlier ones (the chain rule with the model's conditionals). The score is the product.
+    """
+    mask_id = tokenizer.mask_token_id
+    positions = [p for p, t in enumerate(ids) if t == mask_id]
+    beams: list[tuple[float, list[int]]] = [(0.0, [])]  # (log probability, tokens so far)
+    for position in positions:
+        rows = [list(ids) for _ in beams]
+        for row, (_, tokens) in zip(rows, beams, strict=True):
+            for p, token in zip(positions, tokens, strict=False):
+                row[p] = token
+        with torch.inference_mode():
+            logits = model(input_ids=torch.tensor(rows, device=device)).logits[:, position].float()
+        logp = torch.log_softmax(logits, dim=-1).cpu()
+        if excluded is not None:
+            logp[:, excluded[excluded < logp.shape[1]]] = float("-inf")
+        top, which = logp.topk(min(beam, logp.shape[1]), dim=-1)
+        grown = [
+            (score + float(s), [*tokens, int(t)])
+            for (score, tokens), ss, ts in zip(beams, top, which, strict=True)
+            for s, t in zip(ss, ts, strict=True)
+            if s > float("-inf")
+        ]
+        beams = sorted(grown, key=lambda b: -b[0])[:beam]
+    parts = text.split(tokenizer.mask_token)
+    out = []
+    for score, tokens in beams:
+        words = [tokenizer.decode([t]).strip() for t in tokens]
+        filled = parts[0] + "".join(w + rest for w, rest in zip(words, parts[1:], strict=True))
+        out.append(
+            {
+                "tokens": words,
+                "token_ids": tokens,
+                "score": float(f"{math.exp(score):.6g}"),  # products get small: 6 significant digits
+                "sequence": filled,
+            }
+        )
+    return out
+
+
 def fill_masks(
     model: Any,
     tokenizer: Any,
@@ -171,18 +227,21 @@ def fill_masks(
     """One dict per row: `masks`, a candidate list per mask token of its text (text order)."""
     encoded = encode_masked(tokenizer, rows, max_length, wheres)
     top_ks = [read_top_k(row, f"inputs[{i}]") for i, row in enumerate(rows)]
-    whole = [read_whole_words(row, f"inputs[{i}]") for i, row in enumerate(rows)]
+    whole = [read_flag(row, "whole_words", f"inputs[{i}]") for i, row in enumerate(rows)]
     excluded = word_excluded(tokenizer) if any(whole) else None
     per_row = mask_probabilities(model, encoded, tokenizer.mask_token_id, tokenizer.pad_token_id, device)
-    return [
-        {
-            "masks": [
-                candidates(tokenizer, str(row["text"]), m, p, k, excluded if w else None)
-                for m, p in enumerate(probs)
-            ]
+    out = []
+    for i, (row, probs, k, w) in enumerate(zip(rows, per_row, top_ks, whole, strict=True)):
+        text, leave_out = str(row["text"]), excluded if w else None
+        answer: dict[str, Any] = {
+            "masks": [candidates(tokenizer, text, m, p, k, leave_out) for m, p in enumerate(probs)]
         }
-        for row, probs, k, w in zip(rows, per_row, top_ks, whole, strict=True)
-    ]
+        if read_flag(row, "joint", f"inputs[{i}]"):
+            answer["joint"] = joint_fillings(
+                model, tokenizer, text, encoded.input_ids[i], k, leave_out, device
+            )
+        out.append(answer)
+    return out
 
 
 class MaskInput(Strict):
@@ -190,6 +249,7 @@ class MaskInput(Strict):
     text: str = Field(description="holds the tokenizer's mask token (see /v1/info) at least once")
     top_k: int = Field(DEFAULT_TOP_K, ge=1, le=MAX_TOP_K)
     whole_words: bool = Field(False, description="offer whole words only: no special or `##` tokens")
+    joint: bool = Field(False, description="also rank whole fillings of all masks by joint probability")
 
 
 MaskRequest = request_of("MaskRequest", MaskInput)
@@ -202,9 +262,17 @@ class Candidate(BaseModel):
     sequence: str = Field(description="the text with this mask filled")
 
 
+class Filling(BaseModel):
+    tokens: list[str] = Field(description="one token per mask, in text order")
+    token_ids: list[int]
+    score: float = Field(description="joint probability (the chain of the model's conditionals)")
+    sequence: str = Field(description="the text with every mask filled")
+
+
 class MaskOutput(BaseModel):
     id: Id = None
     masks: list[list[Candidate]] = Field(description="per mask token in the text, the top-k candidates")
+    joint: list[Filling] | None = Field(None, description="with `joint`: the top-k whole fillings")
 
 
 class MaskResponse(BaseModel):
@@ -212,7 +280,7 @@ class MaskResponse(BaseModel):
     predictions: list[MaskOutput]
 
 
-ROW_FIELDS = ("text", "top_k", "whole_words")
+ROW_FIELDS = ("text", "top_k", "whole_words", "joint")
 
 
 class FillMaskTask(Registered):

@@ -33,6 +33,7 @@ from encoderkit.model_folder.card import CardText
 from encoderkit.modeling import resolve_model
 from encoderkit.tasks import fill_mask
 from encoderkit.tasks.base import Evaluation, LoadedModel, Outputs, PreparedData, Registered, data_check_lines
+from encoderkit.tasks.losses import token_loss
 from encoderkit.tasks.masking import EVAL_SEED, IGNORE, Masking, blocks, lines, mask_features, masking_for
 from encoderkit.tasks.rows import check_rows as check_fields
 from encoderkit.tasks.rows import with_ids
@@ -143,10 +144,15 @@ class MaskedLMTask(Registered):
         inputs, labels = mask_features(masking, data.train.input_ids, indices, (seed, TRAIN_STREAM, epoch))
         return Encoded(inputs, None, {"labels": labels}), range(len(indices))
 
+    def loss_units(self, data: PreparedData, indices: Sequence[int], epoch: int, seed: int) -> int:
+        """The masked tokens: this epoch's masks are drawn again for the count (host work, small
+        beside a forward pass), as `training_features` draws them for the batch."""
+        features, _ = self.training_features(data, indices, epoch, seed)
+        return sum(sum(1 for label in row if label != IGNORE) for row in features.targets["labels"])
+
     def loss(self, logits: Outputs, targets: Outputs, pad: torch.Tensor | None) -> torch.Tensor:
         """Cross-entropy over the masked tokens (every other position is IGNORE)."""
-        values = logits["logits"]
-        return F.cross_entropy(values.flatten(0, 1).float(), targets["labels"].flatten(), ignore_index=IGNORE)
+        return token_loss(logits["logits"], targets["labels"])
 
     def forward_loss(self, model: torch.nn.Module, inputs: dict[str, Any], targets: Outputs) -> torch.Tensor:
         """On a CPU, the head runs on the masked positions only: its decoder ([hidden x vocab], 11.7M
@@ -162,7 +168,7 @@ class MaskedLMTask(Registered):
             logits = model(**inputs).logits  # [1, masked, vocab]
         finally:
             handle.remove()
-        return F.cross_entropy(logits[0].float(), labels[chosen])
+        return token_loss(logits[0], labels[chosen])
 
     def reduce_outputs(self, data: PreparedData) -> Reduce | None:
         assert data.eval_gold is not None
@@ -272,7 +278,7 @@ def masked_sums(labels: list[list[int]], pad_left: bool) -> Reduce:
     instead of its [L, vocab] logits."""
 
     def reduce(indices: Sequence[int], out: Any) -> Outputs:
-        logits = out.logits
+        logits = out["logits"]  # a ModelOutput, or the dict a packed forward gives
         target = per_token([labels[i] for i in indices], logits.shape[1], pad_left).to(logits.device)
         losses = F.cross_entropy(
             logits.flatten(0, 1).float(), target.flatten(), ignore_index=IGNORE, reduction="none"

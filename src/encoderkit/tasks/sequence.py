@@ -197,6 +197,12 @@ class SequenceTask(Registered):
     def info(self, meta: dict[str, Any]) -> dict[str, Any]:
         return {}
 
+    def text_lengths(self, tokenizer: Any, source: str, flags: dict[str, str | None]) -> list[int]:
+        table = read_table(source)
+        columns = resolve_columns(table, flags.get("text"), flags.get("text_pair"), None, need_label=False)
+        examples = cls.read_examples(table, Columns(columns.text, columns.text_pair, None), need_label=False)
+        return cls.tokenize(tokenizer, examples, None).lengths
+
     def _predict(self, examples: list[cls.TextExample], model: LoadedModel) -> list[dict[str, Any]]:
         """Label id, name and probabilities (classification) or a score (regression) per example."""
         return cls.format_predictions(_logits(examples, model), model.meta.get("label_names"))

@@ -8,14 +8,13 @@ entities (POS) get token accuracy and macro F1.
 
 from __future__ import annotations
 
-import html
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, Field
 from transformers import AutoModelForTokenClassification
 
@@ -26,17 +25,21 @@ from encoderkit.features.collate import IGNORE
 from encoderkit.model_folder.card import CardText
 from encoderkit.reporting.markdown import md_table
 from encoderkit.tasks.base import Evaluation, LoadedModel, Outputs, PreparedData, Registered, data_check_lines
+from encoderkit.tasks.losses import token_loss
 from encoderkit.tasks.rows import check_rows, with_ids
 from encoderkit.tasks.schemas import Id, Strict, id_field, request_of
 from encoderkit.tasks.tag_schemes import PLAIN, detect_scheme, entities, to_iob2
 from encoderkit.tasks.token_features import (
+    AGGREGATIONS,
     TokenFeatures,
     build_windows,
     word_predictions,
+    words_tokenizer,
     words_without_tokens,
 )
+from encoderkit.tasks.token_report import confusion_table, entity_confusion, examples_list, types_table
 
-ROW_FIELDS = ("text", "tokens")
+ROW_FIELDS = ("text", "tokens", "aggregation")
 # Raw text -> words with their character offsets: runs of word characters, and each other
 # non-space character alone (punctuation is a token of its own in CoNLL data).
 WORD = re.compile(r"\w+(?:['’-]\w+)*|[^\w\s]")
@@ -46,6 +49,9 @@ class TokenInput(Strict):
     id: Id = id_field()
     text: str | None = Field(None, description="raw text: split into words, entities come back")
     tokens: list[str] | None = Field(None, description="pre-split words: one tag per word comes back")
+    aggregation: Literal["first", "max", "average"] = Field(
+        "first", description="a word's tag from its first sub-token, the most confident one, or their mean"
+    )
 
 
 TokenRequest = request_of("TokenRequest", TokenInput)
@@ -84,7 +90,7 @@ class TokenClassificationTask(Registered):
     target_keys = ("labels",)
     prepare_fields = (
         "task", "train", "eval", "text_column", "label_column", "max_length", "doc_stride",
-        "label_all_subtokens",
+        "label_all_subtokens", "labels", "model",
     )  # fmt: skip
     card = CardText(
         pipeline_tag="token-classification",
@@ -98,10 +104,15 @@ class TokenClassificationTask(Registered):
 
     # Training --------------------------------------------------------------------------------
 
+    def tokenizer_for(self, config: TrainConfig, tokenizer: Any) -> Any:
+        return words_tokenizer(tokenizer)
+
     def prepare(self, config: TrainConfig, tokenizer: Any, model_limit: int) -> PreparedData:
         """Read, convert and window the data; the data check goes into the summary and messages."""
         assert config.train is not None  # validated by the config
         train = read_sentences(config.train, config.text_column, config.label_column, need_tags=True)
+        integer_names = _integer_tag_names(config) if _integer_tags(train) else None
+        train = _named(train, integer_names, "--labels")
         scheme = detect_scheme([s.tags or [] for s in train])
         train, repaired = _as_iob2(train, scheme)
         label_names = sorted({t for s in train for t in s.tags or []}, key=_tag_order)
@@ -127,6 +138,7 @@ class TokenClassificationTask(Registered):
         eval_set = None
         if config.eval:
             evals = read_sentences(config.eval, config.text_column, config.label_column, need_tags=True)
+            evals = _named(evals, integer_names, "--labels")
             evals, _ = _as_iob2(evals, detect_scheme([s.tags or [] for s in evals]))
             _check_known(evals, index)
             eval_features = build_windows(tokenizer, [s.tokens for s in evals], _ids(evals, index), **window)
@@ -142,7 +154,11 @@ class TokenClassificationTask(Registered):
             lengths=[len(ids) for ids in features.input_ids],
             max_length=max_length,
             summary=summary,
-            settings={"padding_side": tokenizer.padding_side, "scheme": scheme},
+            settings={
+                "padding_side": tokenizer.padding_side,
+                "scheme": scheme,
+                "integer_tags": integer_names,
+            },
             messages=data_check_lines(summary),
         )
 
@@ -154,10 +170,13 @@ class TokenClassificationTask(Registered):
             "label2id": {n: i for i, n in enumerate(names)},
         }
 
+    def loss_units(self, data: PreparedData, indices: Sequence[int], epoch: int, seed: int) -> int:
+        labels = data.train.targets["labels"]
+        return sum(sum(1 for label in labels[i] if label != IGNORE) for i in indices)
+
     def loss(self, logits: Outputs, targets: Outputs, pad: torch.Tensor | None) -> torch.Tensor:
         """Cross-entropy over the labelled sub-tokens only (IGNORE: pads, specials, continuations)."""
-        values = logits["logits"]
-        return F.cross_entropy(values.flatten(0, 1).float(), targets["labels"].flatten(), ignore_index=IGNORE)
+        return token_loss(logits["logits"], targets["labels"])
 
     def decoding(self, config: TrainConfig, data: PreparedData) -> dict[str, Any]:
         return {
@@ -179,24 +198,21 @@ class TokenClassificationTask(Registered):
         return {}
 
     def report_sections(self, data: PreparedData, final: Evaluation | None) -> list[tuple[str, str]]:
-        if final is None:
+        if final is None or not data.eval_gold or "predicted" not in final.extra:
             return []
-        types = sorted({k.split("_", 1)[1] for k in final.metrics if k.startswith("f1_")})
-        rows = "".join(
-            f"<tr><td>{html.escape(t)}</td>"
-            + "".join(
-                f"<td>{final.metrics.get(f'{m}_{t}', float('nan')):.4f}</td>"
-                for m in ("precision", "recall", "f1")
-            )
-            + "</tr>"
-            for t in types
-        )
-        head = "<tr><th>type</th><th>precision</th><th>recall</th><th>f1</th></tr>"
-        return (
-            [("Entities by type (eval set)", f"<table id='entity-types'>{head}{rows}</table>")]
-            if types
-            else []
-        )
+        eval_set: TokenEvalSet = data.eval_gold
+        gold = [s.tags or [] for s in eval_set.sentences]
+        predicted = final.extra["predicted"]
+        sections = [
+            ("Examples (eval set)", examples_list([s.tokens for s in eval_set.sentences], gold, predicted))
+        ]
+        if not any(k.startswith("f1_") for k in final.metrics):
+            return sections  # plain tags (POS): no entities to count
+        return [
+            ("Entities by type (eval set)", types_table(final.metrics)),
+            ("Entity confusion (eval set: exact spans)", confusion_table(entity_confusion(gold, predicted))),
+            *sections,
+        ]
 
     def labels_text(self, label_names: list[str] | None) -> str:
         return md_table(("id", "tag"), [(str(i), name) for i, name in enumerate(label_names or [])])
@@ -216,11 +232,12 @@ class TokenClassificationTask(Registered):
         self, source: str, flags: dict[str, str | None], model: LoadedModel
     ) -> list[dict[str, Any]]:
         sentences = read_sentences(source, flags.get("text"), flags.get("label"), need_tags=False)
-        words = [Words(s.tokens, None, None) for s in sentences]
+        words = [Words(s.tokens, None, None, flags.get("aggregation") or "first") for s in sentences]
         return [_row(w, tagged) for w, tagged in zip(words, tag_words(words, model), strict=True)]
 
     def evaluate_file(self, source: str, flags: dict[str, str | None], model: LoadedModel) -> dict[str, Any]:
         sentences = read_sentences(source, flags.get("text"), flags.get("label"), need_tags=True)
+        sentences = _named(sentences, model.meta.get("integer_tags"), "the model's integer tags")
         sentences, _ = _as_iob2(sentences, detect_scheme([s.tags or [] for s in sentences]))
         _check_known(sentences, {n: i for i, n in enumerate(model.meta.get("label_names") or [])})
         predicted = tag_words([Words(s.tokens, None, None) for s in sentences], model)
@@ -231,6 +248,12 @@ class TokenClassificationTask(Registered):
     def info(self, meta: dict[str, Any]) -> dict[str, Any]:
         return {"entities": bool(meta.get("entities"))}
 
+    def text_lengths(self, tokenizer: Any, source: str, flags: dict[str, str | None]) -> list[int]:
+        """Sub-tokens per sentence, uncut: the longer ones train and predict in windows."""
+        sentences = read_sentences(source, flags.get("text"), flags.get("label"), need_tags=False)
+        enc = words_tokenizer(tokenizer)([s.tokens for s in sentences], is_split_into_words=True)
+        return [len(ids) for ids in enc["input_ids"]]
+
 
 @dataclass(frozen=True)
 class Words:
@@ -239,6 +262,7 @@ class Words:
     tokens: list[str]
     text: str | None
     offsets: list[tuple[int, int]] | None
+    aggregation: str = "first"  # token_features.word_predictions
 
 
 def inputs(rows: list[dict[str, Any]]) -> list[Words]:
@@ -247,6 +271,11 @@ def inputs(rows: list[dict[str, Any]]) -> list[Words]:
     for i, row in enumerate(rows):
         where = f"inputs[{i}]"
         text, tokens = row.get("text"), row.get("tokens")
+        aggregation = row.get("aggregation", "first")
+        if aggregation not in AGGREGATIONS:
+            raise UserError(
+                f"{where}.aggregation: expected one of {', '.join(AGGREGATIONS)}, got {aggregation!r}"
+            )
         if (text is None) == (tokens is None):
             raise UserError(f"{where}: give exactly one of 'text' (raw text) or 'tokens' (pre-split words)")
         if tokens is not None:
@@ -256,34 +285,44 @@ def inputs(rows: list[dict[str, Any]]) -> list[Words]:
                 or not all(isinstance(t, str) and t for t in tokens)
             ):
                 raise UserError(f"{where}.tokens: expected a non-empty list of non-empty strings")
-            out.append(Words(list(tokens), None, None))
+            out.append(Words(list(tokens), None, None, aggregation))
             continue
         if not isinstance(text, str) or not text.strip():
             raise UserError(f"{where}.text: expected a non-empty string")
         matches = list(WORD.finditer(text))
-        out.append(Words([m.group() for m in matches], text, [(m.start(), m.end()) for m in matches]))
+        spans = [(m.start(), m.end()) for m in matches]
+        out.append(Words([m.group() for m in matches], text, spans, aggregation))
     return out
 
 
 def tag_words(words: list[Words], model: LoadedModel) -> list[list[tuple[str, float]]]:
-    """(tag, probability) per word of each input, with the saved window settings."""
+    """(tag, probability) per word of each input, with the saved window settings and each input's
+    aggregation."""
     meta = model.meta
     features = build_windows(
         model.tokenizer, [w.tokens for w in words], None, int(meta["max_length"]), int(meta["doc_stride"])
     )
     logits = model.outputs(features.encoded())["logits"]
     decoding = {**meta, "padding_side": model.tokenizer.padding_side}
-    return decode(features, logits, words, list(meta["label_names"]), decoding)
+    return decode(
+        features, logits, words, list(meta["label_names"]), decoding, [w.aggregation for w in words]
+    )
 
 
 def decode(
-    features: TokenFeatures, logits: torch.Tensor, sentences: Any, names: list[str], decoding: dict[str, Any]
+    features: TokenFeatures,
+    logits: torch.Tensor,
+    sentences: Any,
+    names: list[str],
+    decoding: dict[str, Any],
+    aggregations: list[str] | None = None,
 ) -> list[list[tuple[str, float]]]:
-    """The one token-classification decoder: best-window tag per word, repaired to valid IOB2."""
+    """The one token-classification decoder: best-window tag per word (`aggregations`: how each
+    sentence reads a word of several sub-tokens; default its first), repaired to valid IOB2."""
     lengths = [len(s.tokens) for s in sentences]
     pad_left = decoding.get("padding_side") == "left"
     out = []
-    for sentence in word_predictions(features, logits, lengths, pad_left):
+    for sentence in word_predictions(features, logits, lengths, pad_left, aggregations):
         tags = [names[label] if label >= 0 else "O" for label, _ in sentence]
         if decoding.get("entities"):
             tags, _ = to_iob2(tags, "IOB2")  # a predicted I- after O starts an entity, as seqeval reads it
@@ -342,6 +381,40 @@ def _row(words: Words, tagged: list[tuple[str, float]]) -> dict[str, Any]:
             text = " ".join(words.tokens[first:end])
             found.append({"type": kind, "text": text, "start": first, "end": end, "score": score})
     return {"tokens": words.tokens, "tags": tags, "entities": found}
+
+
+def _integer_tags(sentences: list[Sentence]) -> bool:
+    """Tags given as ids (JSONL `ner_tags` of a Hub export): every tag a number."""
+    return all(t.isdigit() for s in sentences for t in s.tags or [])
+
+
+def _integer_tag_names(config: TrainConfig) -> list[str]:
+    """The names of integer tags: --labels, else the model's own id2label (a fine-tuned NER model)."""
+    if config.labels:
+        return [name.strip() for name in config.labels.split(",")]
+    from encoderkit.modeling import load_config
+
+    id2label = getattr(load_config(config.model), "id2label", None) or {}
+    names = [id2label[i] for i in sorted(id2label)]
+    if not names or all(n == f"LABEL_{i}" for i, n in enumerate(names)):
+        raise UserError(
+            "field 'labels': the tags are integers and the model names none; give their names in id "
+            "order, e.g. --labels O,B-PER,I-PER"
+        )
+    return names
+
+
+def _named(sentences: list[Sentence], names: list[str] | None, source: str) -> list[Sentence]:
+    """Integer tags replaced by their names; string tags as they are."""
+    if names is None or not _integer_tags(sentences):
+        return sentences
+    out = []
+    for s in sentences:
+        for tag in s.tags or []:
+            if int(tag) >= len(names):
+                raise UserError(f"{s.where}: tag id {tag} has no name ({source} names {len(names)})")
+        out.append(Sentence(s.tokens, [names[int(t)] for t in s.tags or []], s.where))
+    return out
 
 
 def _as_iob2(sentences: list[Sentence], scheme: str) -> tuple[list[Sentence], int]:

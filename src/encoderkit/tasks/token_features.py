@@ -35,6 +35,20 @@ class TokenFeatures:
         return Encoded(self.input_ids, self.token_type_ids, targets)
 
 
+def words_tokenizer(tokenizer: Any) -> Any:
+    """The tokenizer for pre-split words. A byte-level BPE (RoBERTa, GPT-2 style) marks a word
+    that follows a space with `Ġ`; fed words one by one without `add_prefix_space`, every word
+    would be tokenized as if it began the text ("lives" -> "liv", "es" instead of "Ġlives"), a
+    tokenization the model never saw in pretraining. So it is reloaded with the prefix space, as
+    the HF `run_ner.py` does for these models, and saved that way with the model."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or "ByteLevel(add_prefix_space=False" not in str(backend.pre_tokenizer):
+        return tokenizer
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tokenizer.name_or_path, add_prefix_space=True)
+
+
 def build_windows(
     tokenizer: Any,
     sentences: Sequence[Sequence[str]],
@@ -80,31 +94,57 @@ def words_without_tokens(features: TokenFeatures, lengths: Sequence[int]) -> int
     return sum(n - len(seen.get(s, ())) for s, n in enumerate(lengths))
 
 
+AGGREGATIONS = ("first", "max", "average")
+
+
 def word_predictions(
-    features: TokenFeatures, logits: torch.Tensor, lengths: Sequence[int], pad_left: bool = False
+    features: TokenFeatures,
+    logits: torch.Tensor,
+    lengths: Sequence[int],
+    pad_left: bool = False,
+    aggregations: Sequence[str] | None = None,
 ) -> list[list[tuple[int, float]]]:
     """Per sentence, per word: (class id, probability), from its best window.
 
     `logits` [W, L, C] are the windows' outputs padded to L (on the left with `pad_left`). A
     word's best window is the one where its first sub-token is farthest from both window edges;
-    a word in no window gets (-1, 0.0): the caller predicts `O` for it.
+    a word in no window gets (-1, 0.0): the caller predicts `O` for it. Within that window the
+    word's sub-tokens give one prediction by its sentence's aggregation (default `first` for
+    all), the word-level choices of the HF
+    pipeline: `first` (its first sub-token: the one labelled in training), `max` (the sub-token
+    with the most confident prediction) or `average` (the mean of their probabilities).
     """
     probs = torch.softmax(logits.float(), dim=-1)
-    best: list[list[tuple[float, int, float]]] = [[(-1.0, -1, 0.0)] * n for n in lengths]
+    best: list[list[tuple[float, int, list[int]]]] = [[(-1.0, -1, [])] * n for n in lengths]
     for w, (ids, s) in enumerate(zip(features.word_ids, features.sentence, strict=True)):
         shift = logits.shape[1] - len(ids) if pad_left else 0
-        content = [p for p, word in enumerate(ids) if word is not None]
-        if not content:
-            continue
-        low, high = content[0], content[-1]
-        previous = None
+        spans: dict[int, list[int]] = {}
         for p, word in enumerate(ids):
-            if word is None or word == previous:
-                previous = word
-                continue
-            previous = word
-            context = float(min(p - low, high - p))
+            if word is not None:
+                spans.setdefault(word, []).append(p + shift)
+        if not spans:
+            continue
+        low, high = min(p[0] for p in spans.values()), max(p[-1] for p in spans.values())
+        for word, positions in spans.items():
+            context = float(min(positions[0] - low, high - positions[0]))
             if context > best[s][word][0]:
-                score, label = probs[w, p + shift].max(-1)
-                best[s][word] = (context, int(label), float(score))
-    return [[(label, score) for _, label, score in row] for row in best]
+                best[s][word] = (context, w, positions)
+    chosen = aggregations or ["first"] * len(best)
+    return [
+        [_aggregate(probs, w, positions, how) for _, w, positions in row]
+        for row, how in zip(best, chosen, strict=True)
+    ]
+
+
+def _aggregate(probs: torch.Tensor, window: int, positions: list[int], aggregation: str) -> tuple[int, float]:
+    if window < 0:
+        return -1, 0.0
+    rows = probs[window, positions]  # [sub-tokens, C]
+    if aggregation == "average":
+        row = rows.mean(0)
+    elif aggregation == "max":
+        row = rows[int(rows.max(-1).values.argmax())]
+    else:
+        row = rows[0]
+    score, label = row.max(-1)
+    return int(label), float(score)

@@ -33,6 +33,8 @@ from encoderkit.training.state import LoopState, Plan
 
 # (feature indices, width to pad to or None) -> a batch for the model: padded or packed (run.py).
 MakeBatch = Callable[[list[int], "int | None"], dict[str, Any]]
+# Feature indices -> what the task's loss averages over in them: examples, or labelled tokens.
+LossUnits = Callable[[Sequence[int]], int]
 # epoch -> that epoch's micro-batches (feature indices), a pure function of the epoch (run.py).
 EpochBatches = Callable[[int], list[list[int]]]
 
@@ -59,6 +61,7 @@ def fit(
     grad_accum: int,
     max_grad_norm: float,
     make_batch: MakeBatch,
+    loss_units: LossUnits,
 ) -> LoopState:
     """Train until `plan.total_steps` or a callback sets `state.should_stop`; return the state.
 
@@ -86,8 +89,9 @@ def fit(
                     optimizer,
                     scheduler,
                     make_batch,
+                    loss_units,
                     mine,
-                    sum(len(b) for b in group),
+                    loss_units([i for b in group for i in b]),
                     max_grad_norm,
                     step=state.global_step + 1,
                     spare=group[0][0],
@@ -125,6 +129,7 @@ def _optimizer_step(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     make_batch: MakeBatch,
+    loss_units: LossUnits,
     group: list[tuple[list[int], int | None]],
     total: int,
     max_grad_norm: float,
@@ -133,12 +138,16 @@ def _optimizer_step(
 ) -> float:
     """Forward/backward over this process's micro-batches of one step, then clip, step and zero.
 
-    `total`: examples in the whole (global) step. Returns the step's loss over all processes.
+    `total`: the loss units (examples, or labelled tokens for a per-token loss) in the whole
+    (global) step; each micro-batch's mean loss is weighted by its share of them, so the step's
+    loss is the mean over the step whatever the micro-batches and processes. Returns the step's
+    loss over all processes.
     """
     world = accelerator.num_processes
     # A process without an example in the last, uneven step still joins DDP's gradient all-reduce
     # (or the others would wait forever): one real example with weight 0.
-    micro = [(indices, width, len(indices)) for indices, width in group] or [([spare], None, 0)]
+    micro = [(indices, width, loss_units(indices)) for indices, width in group] or [([spare], None, 0)]
+    total = max(total, 1)  # a step with nothing to score (no token masked) adds nothing
     step_loss = 0.0
     for i, (indices, width, weight) in enumerate(micro):
         batch = {k: _to(v, accelerator.device) for k, v in make_batch(indices, width).items()}

@@ -357,6 +357,7 @@ class _Run:
             self.accelerator, self.model, self.optimizer, self.scheduler, self.data.train, self.plan,
             self.state, self.callbacks(), grad_accum=c.grad_accum, max_grad_norm=c.max_grad_norm,
             make_batch=self.make_batch, epoch_batches=lambda e: epoch_batches(c, self.data.train.lengths, e),
+            loss_units=lambda indices: self.task.loss_units(self.data, indices, self.state.epoch, c.seed),
         )  # fmt: skip
 
     def finish(self, wall_s: float) -> RunResult:
