@@ -66,8 +66,8 @@ VARIANTS = harness.RECIPE_VARIANTS
 HEADING = "## Token classification: encoderkit vs HF run_ner.py recipe"
 COLUMNS = harness.Columns(
     "corpus | sentences | variant | epochs | peer s | encoderkit s | speed-up | peer F1 dev / test "
-    "| encoderkit F1 dev / test",
-    "llllrrrrr",
+    "| encoderkit F1 dev / test | test F1 by type, peer / encoderkit",
+    "llllrrrrrl",
 )
 NOTE = (
     "Entity F1 x100, seqeval strict IOB2, one scorer for both sides; `speed-up` = peer s / encoderkit s "
@@ -93,6 +93,7 @@ def table_row(line: harness.Line) -> list[object]:
     def pair(side: str) -> str:
         return harness.slash(100 * line[f"{side}_dev_f1"], 100 * line[f"{side}_test_f1"])
 
+    peer, ours = line["peer_test_f1_by_type"], line["encoderkit_test_f1_by_type"]
     return [
         line["corpus"],
         f"{line['n_train']} / {line['n_dev']} / {line['n_test']}",
@@ -103,6 +104,7 @@ def table_row(line: harness.Line) -> list[object]:
         f"{line['speed_ratio']:.2f}x",
         pair("peer"),
         pair("encoderkit"),
+        ", ".join(f"{kind} {peer[kind]:.1f} / {ours.get(kind, 0.0):.1f}" for kind in sorted(peer)),
     ]
 
 

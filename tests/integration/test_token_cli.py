@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,9 @@ from encoderkit.errors import UserError
 from encoderkit.inference.predictor import Predictor
 from encoderkit.serving.app import create_app
 from encoderkit.tasks.tag_schemes import to_iob2
+from encoderkit.training import faults
 from tests.conftest import build_tiny_bert
+from tests.integration.test_reliability import TIMED
 from tests.integration.test_serve import LIMITED, post, running
 
 PEOPLE = ["ada", "bob", "carla", "dmitri", "eve"]
@@ -43,16 +48,32 @@ def write_conll(path: Path, n: int, seed: int) -> Path:
     return path
 
 
+def train_args(folder: Path, output: Path) -> list[str]:
+    """The module's run: 80 sentences, batch 16 (5 steps an epoch), 4 epochs."""
+    args = ["train", "--task", "ner", "--model", str(folder / "tiny"), "--train", str(folder / "train.txt")]
+    return [
+        *args,
+        "--eval",
+        str(folder / "dev.txt"),
+        "--output",
+        str(output),
+        "--epochs",
+        "4",
+        "--batch-size",
+        "16",
+        "--lr",
+        "3e-3",
+    ]
+
+
 @pytest.fixture(scope="module")
 def ner_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("ner")
     corpus = [" ".join(PEOPLE + PLACES + VERBS)] * 5
-    model = build_tiny_bert(folder / "tiny", corpus, vocab_size=120)
-    train = write_conll(folder / "train.txt", 80, seed=1)
-    dev = write_conll(folder / "dev.txt", 30, seed=2)
-    args = ["train", "--task", "ner", "--model", str(model), "--train", str(train), "--eval", str(dev)]
-    args += ["--output", str(folder / "run"), "--epochs", "4", "--batch-size", "16", "--lr", "3e-3"]
-    assert main(args) == 0
+    build_tiny_bert(folder / "tiny", corpus, vocab_size=120)
+    write_conll(folder / "train.txt", 80, seed=1)
+    write_conll(folder / "dev.txt", 30, seed=2)
+    assert main(train_args(folder, folder / "run")) == 0
     return folder
 
 
@@ -304,3 +325,18 @@ def test_a_hub_dataset_trains_with_its_class_label_names(
     assert asked == [("conll2003", None, "train"), ("conll2003", None, "validation")]
     meta = json.loads((tmp_path / "run" / "model" / "encoderkit.json").read_text())
     assert set(meta["label_names"]) == {"O", "B-PER", "I-PER", "B-LOC"}  # places are one word
+
+
+def test_resume_after_kill_gives_the_uninterrupted_run(ner_run: Path, tmp_path: Path) -> None:
+    args = train_args(ner_run, tmp_path / "run")
+    env = {**os.environ, faults.KILL_AT_ENV: "step:7"}  # after the epoch-1 checkpoint, mid epoch 2
+    killed = subprocess.run(
+        [sys.executable, "-m", "encoderkit", *args], env=env, capture_output=True, text=True
+    )
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert main([*args, "--resume"]) == 0
+    straight = json.loads((ner_run / "run" / "metrics.json").read_text())
+    resumed = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert {k: v for k, v in resumed.items() if k not in TIMED} == {
+        k: v for k, v in straight.items() if k not in TIMED
+    }

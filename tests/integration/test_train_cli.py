@@ -239,3 +239,44 @@ def test_a_second_run_reads_the_tokenized_data_from_the_cache(
     assert _without_timings(log_a) == _without_timings(log_b)
     a, b = _weights(first), _weights(second)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_model_card_names_its_sources_without_local_paths(finished_run: Path) -> None:
+    """Safe to publish: the base model and the data by their own names, no folder of this machine."""
+    card = (finished_run / "model" / "README.md").read_text()
+    assert "/tmp" not in card and str(Path.home()) not in card and str(finished_run.parent) not in card
+    assert "- Training data: `train.jsonl`" in card and "- Evaluation data: `eval.jsonl`" in card
+    assert "base_model: tiny-bert" in card  # the local base model's folder name (tiny-bert0, ...)
+    report = (finished_run / "report.html").read_text()
+    assert "<td>lr</td>" in report and "<td>lora_r</td>" not in report and "<td>n_best</td>" not in report
+    assert "<td>unpadded</td>" not in report  # how it ran, not a metric
+    assert "<td>f1 (positive class: positive)</td>" in report
+
+
+def test_a_bundled_model_is_named_by_its_hub_id() -> None:
+    from encoderkit.modeling import published_name
+
+    assert published_name("minilm") == "sentence-transformers/all-MiniLM-L6-v2"
+    assert published_name("bert-base-uncased") == "bert-base-uncased"  # a Hub id: as it is
+    assert published_name("glue/mrpc:train") == "glue/mrpc:train"
+
+
+def test_a_plan_too_short_to_learn_is_said_up_front(
+    tiny_model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """40 rows with the default batch of 32 and 3 epochs: 6 optimizer steps. (`--epochs auto`
+    gives them 15 epochs, 30 steps, and says so.)"""
+    train = write_jsonl(tmp_path / "train.jsonl", sentiment_rows(40, seed=4))
+    capsys.readouterr()
+    args = ["train", "--model", tiny_model, "--train", train, "--output", tmp_path / "run"]
+    assert run_cli(*args, "--epochs", "3") == 0
+    printed = capsys.readouterr().out
+    assert "warning: only 6 optimizer steps (40 examples, batch 32, 3 epochs)" in printed
+    warnings = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [w["step"] for w in warnings if "warning" in w and "optimizer steps" in w["warning"]] == [0]
+    assert run_cli(*args[:-1], tmp_path / "auto") == 0
+    printed = capsys.readouterr().out
+    assert (
+        "epochs: auto -> 15 (40 examples, 2 steps an epoch;" in printed and "optimizer steps" not in printed
+    )
+    assert json.loads((tmp_path / "auto" / "metrics.json").read_text())["steps"] == 30

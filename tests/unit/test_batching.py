@@ -204,7 +204,16 @@ def test_plan_rounds_partial_batches_up() -> None:
 )
 def test_auto_epochs_is_three_for_small_sets_and_fewer_for_large(n: int, epochs: int) -> None:
     assert auto_epochs(n) == epochs
-    assert plan(n=n, bs=32, epochs="auto").total_steps == math.ceil(n / 32) * epochs
+    per_epoch = math.ceil(n / 32)
+    assert plan(n=n, bs=32, epochs="auto").total_steps == per_epoch * auto_epochs(n, per_epoch)
+
+
+def test_auto_epochs_give_a_tiny_set_enough_steps() -> None:
+    """40 examples at batch 32 (2 steps an epoch): 15 epochs make 30 steps, not 3 make 6."""
+    assert auto_epochs(40, steps_per_epoch=2) == 15
+    assert plan(n=40, bs=32, epochs="auto").total_steps == 30
+    assert auto_epochs(16, steps_per_epoch=1) == 20  # capped
+    assert auto_epochs(3668, steps_per_epoch=115) == 3  # MRPC: already enough
 
 
 def test_plan_max_steps_overrides_epochs() -> None:

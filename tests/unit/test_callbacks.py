@@ -64,3 +64,35 @@ def test_a_non_finite_loss_or_gradient_norm_stops_with_its_step() -> None:
         _check_finite(3, float("nan"), 1.0)
     with pytest.raises(Diverged, match=r"^training gradient norm is inf at step 4$"):
         _check_finite(4, 0.5, float("inf"))
+
+
+# --- the learning check (training/watch.py) ---------------------------------------------------------
+
+
+def test_the_learning_check_is_silent_on_runs_that_learn() -> None:
+    from encoderkit.training.watch import eval_warning, loss_warning, steps_warning
+
+    # The demo: flat through its warm-up-heavy first epoch, then the loss falls and accuracy rises.
+    assert eval_warning([(0, 0.5), (20, 0.5), (40, 0.76), (80, 0.825)], "accuracy", greater=True) is None
+    assert eval_warning([(0, 0.45), (6, 1.0)], "accuracy", greater=True) is None  # 40 rows reaching 1.0
+    assert eval_warning([(0, 3.1), (10, 2.2)], "perplexity", greater=False) is None
+    first_epoch_flat = [(s, 0.694 + 0.01 * (s % 2)) for s in range(1, 21)] + [
+        (s, 0.06) for s in range(21, 81)
+    ]
+    assert loss_warning(first_epoch_flat, warmup_steps=8) is None
+    assert steps_warning(80, 320, 16, 4) is None
+
+
+def test_the_learning_check_is_loud_on_a_run_too_short_to_learn() -> None:
+    """40 rows with the defaults: 6 steps, loss 0.697 -> 0.641, every review `negative`."""
+    from encoderkit.training.watch import eval_warning, loss_warning, steps_warning
+
+    steps = steps_warning(6, 40, 32, 3)
+    assert steps is not None and "only 6 optimizer steps (40 examples, batch 32, 3 epochs)" in steps
+    assert "--epochs" in steps and "--batch-size" in steps
+    text = eval_warning([(0, 0.5), (2, 0.5), (4, 0.5), (6, 0.5)], "accuracy", greater=True)
+    assert text is not None and "never beat the untrained model's (0.5000 at step 0, best 0.5000)" in text
+    losses = list(zip(range(1, 7), [0.697, 0.69, 0.70, 0.66, 0.65, 0.641], strict=True))
+    text = loss_warning(losses, warmup_steps=1)
+    assert text is not None and "barely fell after warm-up" in text
+    assert eval_warning([(5, 0.5)], "accuracy", greater=True) is None  # no step-0 baseline: no verdict

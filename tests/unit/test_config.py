@@ -177,6 +177,13 @@ def test_validation_names_the_field(changes: dict[str, Any], field: str) -> None
         config_with(**changes)
 
 
+def test_every_missing_required_field_in_one_error() -> None:
+    with pytest.raises(
+        UserError, match=r"^fields 'train' and 'output': required \(--train PATH, --output DIR\)$"
+    ):
+        config_with(train=None, output=None)
+
+
 def test_valid_edge_values_pass() -> None:
     config = config_with(batch_size=32, grad_accum=4, warmup_ratio=0.0, max_length=8, save_steps=0)
     assert (config.grad_accum, config.warmup_ratio, config.max_length, config.save_steps) == (4, 0.0, 8, 0)
@@ -263,3 +270,31 @@ def test_every_subcommand_help_exits_0(capsys: pytest.CaptureFixture) -> None:
             build_parser().parse_args([name, "--help"])
         assert info.value.code == 0, name
         assert f"usage: encoderkit {name}" in capsys.readouterr().out
+
+
+def test_train_help_is_in_sections_with_defaults(capsys: pytest.CaptureFixture) -> None:
+    from encoderkit.cli import FLAG_GROUPS
+
+    grouped = [name for names in FLAG_GROUPS.values() for name in names]
+    assert sorted(grouped) == sorted(f.name for f in fields(TrainConfig)), (
+        "every field in exactly one section"
+    )
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    text = capsys.readouterr().out
+    positions = [text.index(f"\n{title}:\n") for title in FLAG_GROUPS]
+    assert positions == sorted(positions)
+    assert re.search(
+        r"--batch-size BATCH_SIZE\s+examples per optimizer step \(the global batch\)\s+\(default: 32\)", text
+    )
+
+
+def test_a_run_lists_only_the_fields_it_reads() -> None:
+    plain = config_with().applying()
+    assert "lr" in plain and "text_pair_column" in plain
+    assert not {"lora_r", "n_best", "doc_stride", "mlm_probability", "labels"} & set(plain)
+    qa_lora = config_with(task="qa", strategy="lora").applying()
+    assert {"n_best", "doc_stride", "lora_r", "merge"} <= set(qa_lora) and "text_pair_column" not in qa_lora
+    ner = config_with(task="ner").applying()  # an alias reads as its task
+    assert {"labels", "doc_stride"} <= set(ner) and "n_best" not in ner
+    assert len(config_with().to_dict()) > len(plain)  # config.yaml keeps them all

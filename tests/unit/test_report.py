@@ -75,7 +75,7 @@ def test_report_has_metrics_plots_and_no_external_urls(tmp_path: Path) -> None:
     for name, shown in [
         ("accuracy", "0.9123"),
         ("f1", "0.8750"),
-        ("train_runtime_s", "12.5000"),
+        ("train_runtime_s", "12.50"),
         ("trainable_params", "22,713,218"),
     ]:
         assert re.search(rf"<td>{name}</td><td[^>]*>{shown}</td>", page), name
@@ -166,8 +166,9 @@ def test_smooth_keeps_constant_series_and_length() -> None:
     ("value", "shown"),
     [
         (0.91234567, "0.9123"),
-        (88.0, "88.0000"),
-        (1234.56, "1,234.6"),
+        (88.0, "88.00"),
+        (995.5, "995.50"),
+        (1234.56, "1,234.56"),
         (3e-05, "3.000e-05"),
         (0.0, "0.0000"),
         (7, "7"),
@@ -234,10 +235,22 @@ def test_model_card_for_qa_with_awkward_base_model() -> None:
     assert meta["pipeline_tag"] == "question-answering"
     assert meta["tags"] == ["encoderkit", "qa"]
     assert "AutoModelForQuestionAnswering.from_pretrained" in card
-    assert "| exact_match | 81.2000 |" in card
+    assert "| exact_match | 81.20 |" in card
     assert "huggingface.co" not in card  # a local path is not turned into a Hub link
 
 
 def test_model_card_rejects_unknown_task() -> None:
     with pytest.raises(UserError, match="not a task encoderkit knows"):
         render_model_card(card_inputs(task="poetry"))
+
+
+def test_step_axes_tick_whole_steps_only() -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1, 2, 3], [0.7, 0.6, 0.5, 0.4])  # a short run: matplotlib alone ticks at 0.5 steps
+    plots.step_axis(ax)
+    fig.canvas.draw()
+    ticks = [t for t in ax.get_xticks() if 0 <= t <= 3]
+    plt.close(fig)
+    assert ticks and all(float(t).is_integer() for t in ticks) and ax.get_xlabel() == "step"

@@ -310,3 +310,12 @@ def test_question_that_loses_all_answers_is_removed_not_made_unanswerable() -> N
     assert [e.id for e in result.examples] == ["v2-null"]
     assert result.skipped == 1
     assert any("'lost'" in m and "removed" in m for m in result.messages)
+
+
+def test_a_table_file_for_qa_says_what_qa_reads(tmp_path: Path) -> None:
+    path = tmp_path / "reviews_train.csv"
+    path.write_text("text,label\ngood,1\n")
+    with pytest.raises(
+        UserError, match=r"reviews_train.csv: a CSV file; QA reads SQuAD-format JSON, or JSONL"
+    ):
+        read_squad_file(path)

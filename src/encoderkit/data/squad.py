@@ -40,8 +40,14 @@ def read_squad_file(path: str | Path) -> list[QAExample]:
             answers that are not lists, or an `answer_start` that is not an int.
     """
     path = Path(path)
-    text = read_text(path)
     name = path.name.lower().removesuffix(".gz")
+    if name.endswith((".csv", ".tsv", ".txt", ".conll")):  # what another task reads, not a parse error
+        kind = name.rsplit(".", 1)[-1].upper()
+        raise UserError(
+            f"{path}: a {kind} file; QA reads SQuAD-format JSON, or JSONL with question, context "
+            "and answers (is --task right?)"
+        )
+    text = read_text(path)
     examples = _parse_jsonl(text, path) if name.endswith(".jsonl") else _parse_squad_json(text, path)
     if not examples:
         raise UserError(f"{path}: no questions found")

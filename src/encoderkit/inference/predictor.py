@@ -84,6 +84,8 @@ class Predictor:
         path = Path(name)
         if (path / METADATA_FILE).exists() or (path / "model" / METADATA_FILE).exists():
             return cls.from_dir(path, device, batch_size)
+        if not path.exists() and (path.is_absolute() or name.startswith(".") or name.count("/") > 1):
+            raise UserError(f"{name}: does not exist (give a run's model/ folder, or a masked-LM model)")
         try:
             return cls.from_masked_lm(name, device)
         except UserError as exc:

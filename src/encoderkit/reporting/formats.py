@@ -7,8 +7,9 @@ from typing import Any
 
 
 def format_number(value: float) -> str:
-    """Format a metric for people: ints as is, floats with 4 decimals (or in scientific notation
-    when very small or very large), and nan/inf spelled out."""
+    """Format a number for people, one way everywhere: ints with thousands separators; floats
+    below 1 (scores, shares) with 4 decimals, larger ones (times, losses, speeds) with 2 and
+    thousands separators; scientific notation when very small or very large; nan/inf spelled out."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return str(value)
     if isinstance(value, int):
@@ -18,8 +19,8 @@ def format_number(value: float) -> str:
     magnitude = abs(value)
     if magnitude != 0 and (magnitude < 1e-3 or magnitude >= 1e7):
         return f"{value:.3e}"
-    if magnitude >= 1000:
-        return f"{value:,.1f}"
+    if magnitude >= 1:
+        return f"{value:,.2f}"
     return f"{value:.4f}"
 
 

@@ -41,6 +41,15 @@ def _figure(width: float, height: float, nrows: int = 1, ncols: int = 1) -> Iter
         plt.close(fig)
 
 
+def step_axis(ax: Any) -> None:
+    """An x axis of optimizer steps: labelled, and ticked at whole steps only (a short run would
+    otherwise get ticks at 0.5, 1.5, ...)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlabel("step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _png(fig: Figure) -> bytes:
     """Render `fig` to PNG bytes. The "Software" tag is dropped so the file carries no URL."""
     buffer = io.BytesIO()
@@ -87,7 +96,8 @@ def loss_curve(log: list[dict[str, Any]]) -> bytes | None:
         )
         if many:
             ax.plot(steps, smooth(list(losses)), color="tab:blue", linewidth=2, label="loss (smoothed)")
-        ax.set(xlabel="step", ylabel="training loss", title="Training loss")
+        step_axis(ax)
+        ax.set(ylabel="training loss", title="Training loss")
         ax.grid(alpha=0.3)
         ax.legend()
         return _png(fig)
@@ -123,7 +133,8 @@ def eval_curves(log: list[dict[str, Any]]) -> bytes | None:
             points = [(_step(e, i), float(e[name])) for i, e in enumerate(log) if _is_number(e.get(name))]
             steps, values = zip(*points, strict=True)
             ax.plot(steps, values, marker="o", color="tab:orange")
-            ax.set(xlabel="step", title=name.removeprefix("eval_"))
+            step_axis(ax)
+            ax.set(title=name.removeprefix("eval_"))
             ax.grid(alpha=0.3)
         for ax in list(axes.flat)[len(names) :]:
             ax.set_visible(False)
@@ -211,7 +222,8 @@ def overlaid_curves(runs: dict[str, list[dict[str, Any]]], key: str, ylabel: str
             steps, values = zip(*points, strict=True)
             many = len(points) > _SMOOTH_MIN_POINTS
             ax.plot(steps, smooth(list(values)) if many else values, marker="" if many else "o", label=name)
-        ax.set(xlabel="step", ylabel=ylabel, title=title)
+        step_axis(ax)
+        ax.set(ylabel=ylabel, title=title)
         ax.grid(alpha=0.3)
         ax.legend()
         return _png(fig)

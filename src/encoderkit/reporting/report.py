@@ -36,6 +36,7 @@ class ReportInputs:
     data_summary: dict[str, Any] = field(default_factory=dict)  # e.g. {"train examples": 240}
     warnings: list[str] = field(default_factory=list)
     extra_sections: list[tuple[str, str]] = field(default_factory=list)  # (heading, already-escaped HTML)
+    metric_notes: dict[str, str] = field(default_factory=dict)  # e.g. {"f1": "positive class: pos"}
 
 
 @dataclass(frozen=True)
@@ -128,11 +129,18 @@ def warnings_section(warnings: list[str]) -> str:
     return _section("Warnings", f'<div class="warnings"><ul>\n{items}\n</ul></div>')
 
 
-def metrics_section(metrics: dict[str, float]) -> str:
-    """The final metrics as `<table id="metrics">` (a note instead when there are none)."""
+def metrics_section(metrics: dict[str, float], notes: dict[str, str] | None = None) -> str:
+    """The final metrics as `<table id="metrics">` (a note instead when there are none); a metric
+    with a note reads `f1 (positive class: pos)`."""
     if not metrics:
         return _section("Final metrics", "<p>No final metrics were recorded.</p>")
-    rows = [(name, format_number(value)) for name, value in metrics.items()]
+    notes = notes or {}
+    # Figures only: a flag such as `unpadded` says how the run ran, it is not a metric.
+    rows = [
+        (f"{n} ({notes[n]})" if n in notes else n, format_number(v))
+        for n, v in metrics.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    ]
     return _section("Final metrics", _table(rows, ("metric", "value"), "metrics", numeric=True))
 
 
@@ -192,7 +200,7 @@ def render_report(inputs: ReportInputs, rendered: list[tuple[PlotSpec, bytes]]) 
     """The complete HTML page for `inputs` with the given rendered plots. Pure: no I/O."""
     sections = [
         warnings_section(inputs.warnings),
-        metrics_section(inputs.metrics),
+        metrics_section(inputs.metrics, inputs.metric_notes),
         parameters_section(inputs.metrics, inputs.config.get("strategy")),
         data_section(inputs.data_summary),
         plots_section(rendered),

@@ -1,7 +1,10 @@
-"""Guards in front of the app: the request body size limit and the bearer token.
+"""Guards in front of the app: the request body size limit, the body's type and the bearer token.
 
 The body limit is plain ASGI middleware, so an oversized body is refused (413) while it streams
-in, before anything parses it, whether or not the client sent a Content-Length.
+in, before anything parses it, whether or not the client sent a Content-Length. The same pass
+reads a POST body sent without a JSON content type (plain `curl -d` sends
+`application/x-www-form-urlencoded`, some clients none at all) as JSON, since JSON is all the
+API takes; a body declared as anything else is refused with 415.
 """
 
 from __future__ import annotations
@@ -10,6 +13,9 @@ import secrets
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# Content types a JSON body arrives with from clients that do not say JSON: read as JSON.
+UNTYPED = ("", "application/x-www-form-urlencoded", "text/plain")
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -46,6 +52,14 @@ class BodyLimit:
                 return
             if not message.get("more_body", False):
                 break
+        if scope.get("method") == "POST":
+            kind = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
+            if kind in UNTYPED:
+                headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-type"]
+                scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+            elif not kind.endswith("json"):
+                await error_response(415, f"Content-Type {kind}: the API takes JSON")(scope, receive, send)
+                return
         await self.app(scope, _replay(bytes(body), receive), send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:

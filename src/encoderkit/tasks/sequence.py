@@ -149,7 +149,9 @@ class SequenceTask(Registered):
 
     def evaluate(self, outputs: Outputs, data: PreparedData, decoding: dict[str, Any]) -> Evaluation:
         result = cls.evaluate_logits(outputs["logits"], data.eval_gold, data.label_names)
-        return Evaluation(result.metrics, result.confusion)
+        names = data.label_names or []
+        notes = {"f1": f"positive class: {names[1]}" if len(names) == 2 else "macro average over the classes"}
+        return Evaluation(result.metrics, result.confusion, {"metric_notes": notes} if names else {})
 
     def tuned(self, decoding: dict[str, Any], final: Evaluation | None) -> dict[str, Any]:
         return {}

@@ -11,6 +11,7 @@ import torch
 from encoderkit.config import TrainConfig
 from encoderkit.model_folder.card import ModelCardInputs, render_model_card
 from encoderkit.model_folder.metadata import model_metadata
+from encoderkit.modeling import published_name
 from encoderkit.reporting.report import ReportInputs, write_report
 from encoderkit.tasks import Evaluation, PreparedData, Task
 from encoderkit.training.state import LoopState
@@ -26,14 +27,14 @@ def model_card(
 ) -> str:
     return render_model_card(
         ModelCardInputs(
-            base_model=config.model,
+            base_model=published_name(config.model),
             task=task.name,
             text=task.card,
             labels=task.labels_text(data.label_names),
             metrics={k: v for k, v in metrics.items() if isinstance(v, float)},
             hyperparameters={k: getattr(config, k) for k in HYPERPARAMETERS},
-            train_data=str(config.train),
-            eval_data=config.eval,
+            train_data=published_name(str(config.train)),
+            eval_data=published_name(config.eval) if config.eval else None,
             columns=data.columns,
             version=version,
         )
@@ -56,7 +57,7 @@ def write_run_report(
     )
     inputs = ReportInputs(
         title=f"encoderkit: {task.name} with {config.model}",
-        config=config.to_dict(),
+        config=config.applying(),
         metrics=metrics,
         log=log,
         label_names=data.label_names,
@@ -66,6 +67,7 @@ def write_run_report(
         data_summary=data.summary,
         warnings=data.warnings + training_warnings(log),
         extra_sections=task.report_sections(data, final),
+        metric_notes=final.extra.get("metric_notes", {}) if final else {},
     )
     return write_report(run_dir, inputs)
 

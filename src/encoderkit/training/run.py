@@ -8,6 +8,7 @@ saved by all (each its RNG state), published by the main one between barriers.
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -63,8 +64,8 @@ from encoderkit.training.optim import adamw, mixed_precision
 from encoderkit.training.outputs import final_metrics, metadata, model_card, write_run_report
 from encoderkit.training.prepare import prepare_cached
 from encoderkit.training.sharding import shard_eval_batches
-from encoderkit.training.state import LoopState, Plan, auto_epochs, make_plan
-from encoderkit.training.watch import LearningWatch
+from encoderkit.training.state import AUTO_RULE, LoopState, Plan, auto_epochs, make_plan
+from encoderkit.training.watch import LearningWatch, steps_warning
 from encoderkit.version import __version__
 
 LOWER_IS_BETTER = ("loss", "mse", "perplexity")
@@ -134,7 +135,13 @@ def _train(config: TrainConfig, lock: RunFolderLock | None, echo: Any, launch: L
     data = prepare_cached(task, config, tokenizer, model_max_length(model_config, tokenizer), echo)
     check_data(len(data.train), launch.world)
     check_budget(config.batch_tokens, data.train.lengths)
-    epochs = auto_epochs(len(data.train)) if config.epochs == "auto" else config.epochs
+    epochs = config.epochs
+    if epochs == "auto":
+        per_epoch = math.ceil(len(epoch_batches(config, data.train.lengths, 0)) / config.grad_accum)
+        epochs = auto_epochs(len(data.train), per_epoch)
+        echo(
+            f"epochs: auto -> {epochs} ({len(data.train)} examples, {per_epoch} steps an epoch; {AUTO_RULE})"
+        )
     metric = config.metric_for_best or task.default_metric
     lr = config.lr if config.lr is not None else default_lr(config.strategy)
     config = config.replace(max_length=data.max_length, metric_for_best=metric, epochs=epochs, lr=lr)
@@ -335,21 +342,32 @@ class _Run:
 
     def callbacks(self) -> list[Callback]:
         log, plan, config = self.log, self.plan, self.config
-        upfront = []
+        assert config.lr is not None and not isinstance(config.epochs, str)
+        examples = len(self.data.train)
+        upfront = [steps_warning(plan.total_steps, examples, config.batch_size, config.epochs)]
         if config.strategy == "lora":
-            assert config.lr is not None
-            upfront = [w for w in [lora_warning(config.lora_r, config.lora_alpha, config.lr)] if w]
-        callbacks: list[Callback] = [LossLogger(log, plan), LearningWatch(log, plan, upfront, self.echo)]
+            upfront.append(lora_warning(config.lora_r, config.lora_alpha, config.lr))
+        callbacks: list[Callback] = [LossLogger(log, plan)]
+        judged_by = None
         if self.data.eval is not None:
             metric = str(config.metric_for_best)
             greater = not metric.endswith(LOWER_IS_BETTER)
+            judged_by = (metric, greater)
             patience = config.early_stopping_patience
             evaluator = Evaluator(
                 self.evaluate, self.save_best, log, plan, metric, greater, patience, self.echo,
                 at_start=config.eval_at_start,
             )  # fmt: skip
             callbacks.append(evaluator)
-        return [*callbacks, Checkpointer(self.save_checkpoint, plan), ProgressBar(plan, enabled=self.is_main)]
+        warmup = round(config.warmup_ratio * plan.total_steps)
+        # After the Evaluator: the learning check at the end reads the final evaluation too.
+        watch = LearningWatch(log, plan, [w for w in upfront if w], self.echo, judged_by, warmup)
+        return [
+            *callbacks,
+            watch,
+            Checkpointer(self.save_checkpoint, plan),
+            ProgressBar(plan, enabled=self.is_main),
+        ]
 
     def run_loop(self) -> None:
         c = self.config

@@ -52,12 +52,24 @@ class Plan:
 
 AUTO_EPOCHS_MAX = 3
 AUTO_EXAMPLES_SEEN = 60_000
+# Fewer optimizer steps than this rarely move a new head far from chance (training/watch.py).
+MIN_STEPS = 30
+AUTO_EPOCHS_SMALL_MAX = 20  # how far `auto` goes to reach MIN_STEPS on a tiny set
+AUTO_RULE = (
+    f"3, fewer past ~{AUTO_EXAMPLES_SEEN:,} examples seen, more (up to {AUTO_EPOCHS_SMALL_MAX}) "
+    f"to reach {MIN_STEPS} steps"
+)
 
 
-def auto_epochs(num_examples: int) -> int:
+def auto_epochs(num_examples: int, steps_per_epoch: int | None = None) -> int:
     """`--epochs auto`: 3 epochs for small sets (GLUE-style fine-tuning), fewer for large ones so a
-    run sees at most ~60k examples (SST-2's 67k rows: 1 epoch), and always at least one epoch."""
-    return max(1, min(AUTO_EPOCHS_MAX, AUTO_EXAMPLES_SEEN // max(1, num_examples)))
+    run sees at most ~60k examples (SST-2's 67k rows: 1 epoch), and always at least one epoch.
+    A set so small that 3 epochs are fewer than MIN_STEPS optimizer steps gets the epochs that
+    reach them (at most 20): 40 examples at batch 32, 2 steps an epoch, train 15 epochs."""
+    epochs = max(1, min(AUTO_EPOCHS_MAX, AUTO_EXAMPLES_SEEN // max(1, num_examples)))
+    if steps_per_epoch and epochs * steps_per_epoch < MIN_STEPS:
+        epochs = min(AUTO_EPOCHS_SMALL_MAX, math.ceil(MIN_STEPS / steps_per_epoch))
+    return epochs
 
 
 def make_plan(
@@ -77,7 +89,7 @@ def make_plan(
     batches = batches_per_epoch or math.ceil(num_examples / micro)
     steps_per_epoch = math.ceil(batches / grad_accum)
     if epochs == "auto":
-        epochs = auto_epochs(num_examples)
+        epochs = auto_epochs(num_examples, steps_per_epoch)
     total = max_steps if max_steps else math.ceil(float(epochs) * steps_per_epoch)
     return Plan(
         batches_per_epoch=batches,
