@@ -96,3 +96,24 @@ def test_the_learning_check_is_loud_on_a_run_too_short_to_learn() -> None:
     text = loss_warning(losses, warmup_steps=1)
     assert text is not None and "barely fell after warm-up" in text
     assert eval_warning([(5, 0.5)], "accuracy", greater=True) is None  # no step-0 baseline: no verdict
+
+
+def test_progress_off_a_terminal_is_one_line_a_tenth() -> None:
+    from encoderkit.training.callbacks import ProgressBar
+
+    lines: list[str] = []
+    plan = make_plan(25 * 8, 8, 1, 1, None, None, None, None)  # 25 steps
+    bar = ProgressBar(plan, echo=lines.append, terminal=False)
+    state = LoopState()
+    bar.on_train_begin(state)
+    for step in range(1, 26):
+        state.global_step, state.examples_seen, state.train_time_s = step, 8 * step, 0.5 * step
+        bar.on_step_end(state, loss=1.0 / step, lr=1e-4)
+    assert [line.split(":")[0] for line in lines] == [
+        f"step {s}/25 ({4 * s}%)" for s in (3, 6, 9, 12, 15, 18, 21, 24, 25)
+    ]
+    assert lines[-1] == "step 25/25 (100%): loss 0.0400, lr 1.00e-04, 16 examples/s"
+    silent: list[str] = []
+    other = ProgressBar(plan, enabled=False, echo=silent.append, terminal=False)  # a non-main process
+    other.on_step_end(state, loss=0.1, lr=1e-4)
+    assert silent == []

@@ -200,3 +200,27 @@ def test_entity_confusion_counts_types_missed_and_spurious() -> None:
     assert cut_short == {("PER", "missed"): 1, ("spurious", "PER"): 1}  # a wrong span is both
     table = confusion_table(counts)
     assert table.count("<tr>") == 5 and "<th>missed</th>" in table  # header, LOC, ORG, PER, spurious
+
+
+def test_a_sentencepiece_style_tokenizer_aligns_every_word() -> None:
+    """Unigram + Metaspace (XLM-R, mT5 style): each word starts with `▁`, every word gets its label
+    on its first piece, and decoding gives one prediction per word."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.Unigram())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    corpus = ["ada lives in paris", "bob visited rome yesterday", "carla loves kyoto"] * 20
+    tok.train_from_iterator(
+        corpus, trainers.UnigramTrainer(vocab_size=60, special_tokens=["<pad>", "<unk>"], unk_token="<unk>")
+    )
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>")
+    words = [["ada", "visited", "kyoto", "yesterday"]]
+    features = build_windows(fast, words, [[1, 0, 2, 0]], max_length=32, stride=8)
+    ids, labels = features.word_ids[0], (features.labels or [[]])[0]
+    pieces = fast.convert_ids_to_tokens(features.input_ids[0])
+    firsts = [p for p, w in enumerate(ids) if w is not None and (p == 0 or ids[p - 1] != w)]
+    assert len(firsts) == 4 and all(pieces[p].startswith("▁") for p in firsts)
+    assert [labels[p] for p in firsts] == [1, 0, 2, 0]
+    logits = torch.zeros((1, len(ids), 3))
+    assert len(word_predictions(features, logits, [4])[0]) == 4

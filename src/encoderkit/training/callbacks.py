@@ -89,24 +89,41 @@ class LossLogger(Callback):
 
 
 class ProgressBar(Callback):
-    """A tqdm bar with loss, lr and examples/s (drawn only on a terminal)."""
+    """A tqdm bar with loss, lr and examples/s on a terminal; elsewhere (a log file, CI) one plain
+    line at every tenth of the run, which a log can hold."""
 
-    def __init__(self, plan: Plan, enabled: bool = True) -> None:
-        self.plan = plan
-        self.enabled = enabled and sys.stderr.isatty()
+    LINES = 10
+
+    def __init__(
+        self,
+        plan: Plan,
+        enabled: bool = True,
+        echo: Callable[[str], None] = print,
+        terminal: bool | None = None,
+    ) -> None:
+        self.plan, self.enabled, self.echo = plan, enabled, echo
+        self.terminal = sys.stderr.isatty() if terminal is None else terminal
         self.bar: Any = None
 
     def on_train_begin(self, state: LoopState) -> None:
-        if self.enabled:
+        if self.enabled and self.terminal:
             self.bar = tqdm(
                 total=self.plan.total_steps, initial=state.global_step, unit="step", dynamic_ncols=True
             )
 
     def on_step_end(self, state: LoopState, loss: float, lr: float) -> None:
+        speed = state.examples_seen / state.train_time_s if state.train_time_s else 0.0
         if self.bar is not None:
-            speed = state.examples_seen / state.train_time_s if state.train_time_s else 0.0
             self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", ex_s=f"{speed:.0f}", refresh=False)
             self.bar.update(1)
+            return
+        total, step = self.plan.total_steps, state.global_step
+        every = max(1, -(-total // self.LINES))
+        if self.enabled and (step % every == 0 or step == total):
+            self.echo(
+                f"step {step}/{total} ({100 * step // total}%): loss {loss:.4f}, lr {lr:.2e}, "
+                f"{speed:.0f} examples/s"
+            )
 
     def on_train_end(self, state: LoopState) -> None:
         if self.bar is not None:

@@ -366,7 +366,7 @@ class _Run:
             *callbacks,
             watch,
             Checkpointer(self.save_checkpoint, plan),
-            ProgressBar(plan, enabled=self.is_main),
+            ProgressBar(plan, enabled=self.is_main, echo=self.echo),
         ]
 
     def run_loop(self) -> None:
