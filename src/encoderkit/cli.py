@@ -175,7 +175,11 @@ def build_parser() -> Parser:
 
 # `train --help` in sections, in the order a first run needs them; every config field is in one.
 FLAG_GROUPS: dict[str, tuple[str, ...]] = {
-    "data": ("task", "train", "eval", "text_column", "text_pair_column", "label_column", "max_length"),
+    "data": (
+        "task", "train", "eval", "eval_split", "text_column", "text_pair_column", "label_column",
+        "max_length", "class_weights",
+    ),
+    "multi-label": ("multi_label", "label_separator", "multi_label_threshold"),
     "model and strategy": ("model", "strategy", "seed"),
     "training": (
         "epochs", "max_steps", "batch_size", "grad_accum", "batch_tokens", "lr", "weight_decay",

@@ -36,6 +36,8 @@ ONLY_FOR: dict[str, tuple[str, ...]] = {
     "doc_stride": ("qa", "token-classification"),
     **dict.fromkeys(("max_query_length", "n_best", "max_answer_length", "qa_metric"), ("qa",)),
     **dict.fromkeys(("labels", "label_all_subtokens"), ("token-classification",)),
+    "class_weights": ("classification",),
+    **dict.fromkeys(("label_separator", "multi_label_threshold"), (registry.MULTI_LABEL,)),
     **dict.fromkeys(
         ("line_by_line", "mlm_probability", "whole_word_mask", "train_tokenizer", "vocab_size"), ("mlm",)
     ),
@@ -52,10 +54,29 @@ class TrainConfig:
         None, "training data: JSONL/CSV/TSV (optionally .gz) or hub name `glue/mrpc:train`"
     )
     eval: str | None = _f(None, "evaluation data (same formats); enables best-checkpoint selection")
+    eval_split: float | None = _f(
+        None,
+        "no eval file: hold out this share of --train as the eval set (seeded by --seed; "
+        "stratified by label for classification, whole paragraphs for qa)",
+    )
     output: str | None = _f(None, "run folder to write")
     text_column: str | None = _f(None, "text column (default: text/sentence/sentence1/...)")
     text_pair_column: str | None = _f(None, "second text column for pairs (default: text_pair/sentence2)")
     label_column: str | None = _f(None, "label column (default: label)")
+    multi_label: bool = _f(
+        False, "classification: several labels per example, one sigmoid each (same as --task multi-label)"
+    )
+    label_separator: str | None = _f(
+        None, "multi-label: split a label cell's text on this (`,` or `|`); JSON lists need none"
+    )
+    multi_label_threshold: float | str = _f(
+        0.5, "multi-label: probability at which a label is predicted, or `tune` (per label, on the eval set)"
+    )
+    class_weights: str | None = _f(
+        None,
+        "classification: weight each class's loss: `balanced` (n / (classes x count), as scikit-learn) "
+        "or a YAML/JSON file of label: weight; scaled so the average example weighs 1",
+    )
     # How long and how fast.
     epochs: float | str = _f(
         "auto",
@@ -63,7 +84,11 @@ class TrainConfig:
         "more for tiny ones (up to 20, to reach 30 optimizer steps)",
     )
     max_steps: int | None = _f(None, "stop after this many optimizer steps (overrides epochs)")
-    batch_size: int = _f(32, "examples per optimizer step (the global batch)")
+    batch_size: int | str = _f(
+        "auto",
+        "examples per optimizer step (the global batch); `auto`: 32, or 16 / 8 on a set with fewer "
+        "than 10 batches of 32 (a multiple of --grad-accum x processes)",
+    )
     grad_accum: int = _f(1, "split each batch into N micro-batches (same result, less memory)")
     batch_tokens: int | None = _f(
         None,
@@ -190,12 +215,19 @@ def build_config(file_values: dict[str, Any], cli_values: dict[str, Any]) -> Tra
     """Merge defaults < file < CLI, coerce types, validate. Raises UserError on bad values."""
     merged = {**file_values, **cli_values}
     coerced = {name: _coerce(name, value) for name, value in merged.items()}
+    if coerced.get("multi_label"):
+        task = registry.entry(str(coerced.get("task", "classification")))
+        if task is None or task.name not in ("classification", registry.MULTI_LABEL):
+            raise UserError("field 'multi_label': only with --task classification")
+        coerced["task"] = registry.MULTI_LABEL
     config = TrainConfig(**coerced)
     validate(config)
     return config
 
 
 _FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}
+AUTO_FIELDS = ("max_length", "epochs", "batch_size")  # fields that also take the word `auto`
+WORDS = {"multi_label_threshold": "tune"}  # a number field that also takes one word
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -207,17 +239,17 @@ def _coerce(name: str, value: Any) -> Any:
             raise UserError(f"field '{name}': a value is required, got null")
         return None
     try:
-        if name in ("max_length", "epochs") and str(value).lower() == "auto":
+        if name in AUTO_FIELDS and str(value).lower() == "auto":
             return "auto"
-        if name == "max_length":
-            return int(value)
-        if name == "epochs":
+        if name in WORDS and str(value).lower() == WORDS[name]:
+            return WORDS[name]
+        if name in ("epochs", "multi_label_threshold"):
             return float(value)
         if kind.startswith("bool"):
             if isinstance(value, bool):
                 return value
             return {"true": True, "false": False, "1": True, "0": False}[str(value).lower()]
-        if kind.startswith("int"):
+        if kind.startswith("int"):  # (max_length and batch_size too: `int | str`)
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError
             return int(value)
@@ -235,11 +267,12 @@ def validate(config: TrainConfig) -> None:
         value = getattr(config, f.name)
         if choices and value not in choices:
             raise UserError(f"field '{f.name}': {value!r} is not one of {', '.join(choices)}")
-    positive = ["batch_size", "grad_accum", "eval_batch_size", "doc_stride", "max_query_length"]
+    positive = ["grad_accum", "eval_batch_size", "doc_stride", "max_query_length"]
     positive += ["n_best", "max_answer_length", "lora_r", "lora_alpha", "vocab_size"]
     # None means "the default"; 0 is not a step count (it used to be silently read as None).
     optional = ("lr", "max_steps", "logging_steps", "eval_steps", "batch_tokens")
     positive += [n for n in optional if getattr(config, n) is not None]
+    positive += ["batch_size"] if config.batch_size != "auto" else []
     for name in positive:
         value = getattr(config, name)
         if not (value > 0 and math.isfinite(value)):  # also rejects nan and inf
@@ -248,7 +281,11 @@ def validate(config: TrainConfig) -> None:
         raise UserError(f"field 'save_steps': must be >= 0 (0: only at epoch ends), got {config.save_steps}")
     if config.keep_checkpoints < 1:
         raise UserError(f"field 'keep_checkpoints': must be >= 1, got {config.keep_checkpoints}")
-    if config.batch_tokens is None and config.batch_size % config.grad_accum:
+    if (
+        config.batch_tokens is None
+        and config.batch_size != "auto"
+        and int(config.batch_size) % config.grad_accum
+    ):
         raise UserError(
             f"field 'grad_accum': {config.grad_accum} does not divide batch_size {config.batch_size}"
         )
@@ -277,6 +314,21 @@ def validate(config: TrainConfig) -> None:
         raise UserError(
             f"field{'s' if len(missing) > 1 else ''} {fields_named}: required ({', '.join(missing)})"
         )
+    if config.eval_split is not None:
+        if config.eval is not None:
+            raise UserError(
+                "fields 'eval_split' and 'eval' exclude each other (the eval set is one or the other)"
+            )
+        if not 0 < config.eval_split <= 0.5:
+            raise UserError(f"field 'eval_split': must be in (0, 0.5], got {config.eval_split}")
+    threshold = config.multi_label_threshold
+    if threshold != "tune" and not 0 < float(threshold) < 1:
+        raise UserError(f"field 'multi_label_threshold': must be in (0, 1) or 'tune', got {threshold}")
+    if config.label_separator == "":
+        raise UserError("field 'label_separator': must not be empty")
+    if config.class_weights is not None and task is not None and task.name not in ONLY_FOR["class_weights"]:
+        # Not ignored like a LoRA flag on a full run: it would change the loss the user asked for.
+        raise UserError(f"field 'class_weights': only for --task {', '.join(ONLY_FOR['class_weights'])}")
     if not 0 <= config.lora_dropout < 1:
         raise UserError(f"field 'lora_dropout': must be in [0, 1), got {config.lora_dropout}")
     if not 0 < config.mlm_probability < 1:

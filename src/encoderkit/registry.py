@@ -24,6 +24,14 @@ class TaskEntry:
 
 REGISTRY = (
     TaskEntry("classification", "encoderkit.tasks.sequence", "SequenceTask", ("accuracy", "f1", "mcc")),
+    TaskEntry(
+        "multi-label",
+        "encoderkit.tasks.multi_label",
+        "MultiLabelTask",
+        ("micro_f1", "macro_f1", "subset_accuracy", "precision", "recall"),
+        checked_metrics=False,  # and tuned_micro_f1 / tuned_macro_f1 with --multi-label-threshold tune
+        aliases=("multi_label", "multilabel"),
+    ),
     TaskEntry("regression", "encoderkit.tasks.sequence", "SequenceTask", ("pearson", "spearman", "mse")),
     TaskEntry("qa", "encoderkit.tasks.qa", "QATask", ("f1", "exact_match"), checked_metrics=False),
     TaskEntry(
@@ -39,6 +47,9 @@ REGISTRY = (
 )
 
 TRAINABLE = tuple(name for e in REGISTRY if e.trainable for name in (e.name, *e.aliases))
+
+
+MULTI_LABEL = "multi-label"  # what `--multi-label` turns `--task classification` into
 
 
 def entry(name: str) -> TaskEntry | None:

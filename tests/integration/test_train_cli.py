@@ -264,19 +264,20 @@ def test_a_bundled_model_is_named_by_its_hub_id() -> None:
 def test_a_plan_too_short_to_learn_is_said_up_front(
     tiny_model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """40 rows with the default batch of 32 and 3 epochs: 6 optimizer steps. (`--epochs auto`
-    gives them 15 epochs, 30 steps, and says so.)"""
+    """40 rows at batch 32 for 3 epochs: 6 optimizer steps, said up front. The defaults (batch
+    and epochs `auto`) give them batch 8 and 6 epochs, 30 steps, and say so."""
     train = write_jsonl(tmp_path / "train.jsonl", sentiment_rows(40, seed=4))
     capsys.readouterr()
     args = ["train", "--model", tiny_model, "--train", train, "--output", tmp_path / "run"]
-    assert run_cli(*args, "--epochs", "3") == 0
+    assert run_cli(*args, "--epochs", "3", "--batch-size", "32") == 0
     printed = capsys.readouterr().out
     assert "warning: only 6 optimizer steps (40 examples, batch 32, 3 epochs)" in printed
     warnings = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [w["step"] for w in warnings if "warning" in w and "optimizer steps" in w["warning"]] == [0]
     assert run_cli(*args[:-1], tmp_path / "auto") == 0
     printed = capsys.readouterr().out
-    assert (
-        "epochs: auto -> 15 (40 examples, 2 steps an epoch;" in printed and "optimizer steps" not in printed
-    )
+    assert "batch size: auto -> 8 (40 examples;" in printed
+    assert "epochs: auto -> 6 (40 examples, 5 steps an epoch;" in printed
+    assert "optimizer steps" not in printed
     assert json.loads((tmp_path / "auto" / "metrics.json").read_text())["steps"] == 30
+    assert yaml.safe_load((tmp_path / "auto" / "config.yaml").read_text())["batch_size"] == 8

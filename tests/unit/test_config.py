@@ -285,7 +285,10 @@ def test_train_help_is_in_sections_with_defaults(capsys: pytest.CaptureFixture) 
     positions = [text.index(f"\n{title}:\n") for title in FLAG_GROUPS]
     assert positions == sorted(positions)
     assert re.search(
-        r"--batch-size BATCH_SIZE\s+examples per optimizer step \(the global batch\)\s+\(default: 32\)", text
+        r"--batch-size BATCH_SIZE\s+examples per optimizer step \(the global batch\);[^(]*`auto`: 32.*"
+        r"\(default: auto\)",
+        text,
+        re.S,
     )
 
 

@@ -9,7 +9,15 @@ import math
 
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, matthews_corrcoef
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    matthews_corrcoef,
+    precision_recall_fscore_support,
+    precision_score,
+    recall_score,
+)
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_labels: int) -> dict[str, float]:
@@ -43,3 +51,36 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
         "spearman": spearman if math.isfinite(spearman) else 0.0,
         "mse": mse,
     }
+
+
+def multi_label_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """Multi-label scores from [N, K] 0/1 arrays: micro and macro F1 (over the labels), micro
+    precision and recall, and subset accuracy (the share of examples with every label right)."""
+    y_true, y_pred = y_true.astype(int), y_pred.astype(int)
+    return {
+        "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "subset_accuracy": float(accuracy_score(y_true, y_pred)),
+        "precision": float(precision_score(y_true, y_pred, average="micro", zero_division=0)),
+        "recall": float(recall_score(y_true, y_pred, average="micro", zero_division=0)),
+    }
+
+
+def per_label_scores(
+    y_true: np.ndarray, y_pred: np.ndarray, names: list[str], thresholds: list[float]
+) -> list[dict[str, object]]:
+    """One row per label: its threshold, support (gold positives), precision, recall and F1."""
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true.astype(int), y_pred.astype(int), average=None, zero_division=0
+    )
+    return [
+        {
+            "label": name,
+            "threshold": float(thresholds[j]),
+            "support": int(support[j]),
+            "precision": float(precision[j]),
+            "recall": float(recall[j]),
+            "f1": float(f1[j]),
+        }
+        for j, name in enumerate(names)
+    ]

@@ -120,8 +120,10 @@ def collate_packed(
 
 
 def target_tensor(values: list) -> torch.Tensor:
-    """Float targets (regression scores) stay float; labels and token positions are long."""
-    return torch.tensor(values, dtype=torch.float if isinstance(values[0], float) else torch.long)
+    """Float targets (regression scores, class weights) stay float; labels and token positions are
+    long. A tuple per example (multi-label 0/1 vectors) is one row of a [batch, K] target."""
+    first = values[0][0] if isinstance(values[0], tuple) else values[0]
+    return torch.tensor(values, dtype=torch.float if isinstance(first, float) else torch.long)
 
 
 def device_collator(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import math
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -31,3 +33,13 @@ def format_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def html_table(header: Sequence[str], rows: Sequence[Sequence[Any]], table_id: str) -> str:
+    """An HTML table for a task's report section: escaped cells, numbers through format_number."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(format_number(cell))}</td>" for cell in row) + "</tr>"
+        for row in rows
+    )
+    return f"<table id='{html.escape(table_id)}'><tr>{head}</tr>{body}</table>"

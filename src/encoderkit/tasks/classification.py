@@ -11,10 +11,13 @@ import math
 import re
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import yaml
+from sklearn.utils.class_weight import compute_class_weight
 
 from encoderkit.data.columns import Columns
 from encoderkit.data.tables import Table
@@ -115,6 +118,52 @@ def label_ids(examples: list[TextExample], names: list[str]) -> list[int]:
             )
         ids.append(index[key])
     return ids
+
+
+def class_weights(spec: str, names: list[str], ids: list[int]) -> list[float]:
+    """`--class-weights`: one loss weight per class, scaled so the average training example
+    weighs 1 (the loss keeps its scale, so the learning rate still fits; the ratios are the spec's).
+
+    `balanced` is scikit-learn's n / (classes x count): each class contributes equally to the loss.
+    A file (YAML or JSON) maps label names to positive weights; a label it does not name weighs 1.
+
+    Raises:
+        UserError: the file is missing or malformed, names an unknown label or a weight <= 0.
+    """
+    counts = np.bincount(ids, minlength=len(names))
+    if spec == "balanced":
+        raw = compute_class_weight("balanced", classes=np.arange(len(names)), y=np.asarray(ids))
+    else:
+        given = _weights_file(spec, names)
+        raw = np.asarray([given.get(name, 1.0) for name in names])
+    scale = len(ids) / float(np.dot(raw, counts))
+    return [float(w * scale) for w in raw]
+
+
+def _weights_file(path: str, names: list[str]) -> dict[str, float]:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: class weights file not found (or use --class-weights balanced)") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        raise UserError(
+            f"{path}: cannot read the class weights (a YAML or JSON mapping label: weight)"
+        ) from None
+    if not isinstance(data, dict) or not data:
+        raise UserError(f"{path}: expected a mapping of label: weight, got {brief(data)}")
+    weights = {}
+    for raw_label, weight in data.items():
+        label = label_key(raw_label, path)
+        if label not in names:
+            raise UserError(
+                f"{path}: label {brief(label)} is not a training label (labels: {brief(names, 200)})"
+            )
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 < weight < math.inf:
+            raise UserError(
+                f"{path}: weight of label {brief(label)} must be a number > 0, got {brief(weight)}"
+            )
+        weights[label] = float(weight)
+    return weights
 
 
 def regression_targets(examples: list[TextExample]) -> list[float]:

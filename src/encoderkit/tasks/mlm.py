@@ -12,6 +12,7 @@ scores a text file, and as `--model` of another task it gives its encoder (the h
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import math
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForMaskedLM
 
 from encoderkit.config import TrainConfig
+from encoderkit.data.split import holdout, split_note
 from encoderkit.data.texts import located_texts, read_texts
 from encoderkit.errors import UserError
 from encoderkit.features.collate import per_token
@@ -48,8 +50,8 @@ class MaskedLMTask(Registered):
     model_class = AutoModelForMaskedLM
     target_keys = ("labels",)
     prepare_fields = (
-        "task", "model", "strategy", "train", "eval", "text_column", "max_length", "line_by_line",
-        "mlm_probability", "whole_word_mask",
+        "task", "model", "strategy", "train", "eval", "eval_split", "text_column", "max_length",
+        "line_by_line", "mlm_probability", "whole_word_mask",
     )  # fmt: skip
     card = CardText(
         "fill-mask",
@@ -74,6 +76,8 @@ class MaskedLMTask(Registered):
                 f"field 'vocab_size': {config.vocab_size} leaves no room beside the {specials} special tokens"
             )
         texts = read_texts(config.train, config.text_column, config.line_by_line).texts
+        if config.eval_split:  # the vocabulary never sees the held-out texts
+            texts, _ = holdout(texts, config.eval_split, config.seed)
         return tokenizer.train_new_from_iterator(texts, vocab_size=config.vocab_size)
 
     def prepare(self, config: TrainConfig, tokenizer: Any, model_limit: int) -> PreparedData:
@@ -88,6 +92,10 @@ class MaskedLMTask(Registered):
         max_length = 128 if config.max_length == "auto" else int(config.max_length)
         masking = masking_for(tokenizer, config.mlm_probability, config.whole_word_mask)
         train_texts = read_texts(config.train, config.text_column, config.line_by_line)
+        held: list[str] | None = None
+        if config.eval_split:  # whole texts: no block is part train, part eval
+            kept, held = holdout(train_texts.texts, config.eval_split, config.seed)
+            train_texts = dataclasses.replace(train_texts, texts=kept)
         train_docs = tokenize(tokenizer, train_texts.texts)
         train, cut = sequences(tokenizer, train_docs, max_length, config.line_by_line)
         specials = sum(map(len, special_wrap(tokenizer)))  # [CLS] and [SEP] for BERT
@@ -103,14 +111,18 @@ class MaskedLMTask(Registered):
             summary["texts cut to max_length"] = cut
         eval_set, gold = None, None
         if config.eval:
-            eval_texts = read_texts(config.eval, config.text_column, config.line_by_line)
-            eval_docs = tokenize(tokenizer, eval_texts.texts)
+            held = read_texts(config.eval, config.text_column, config.line_by_line).texts
+        if held is not None:
+            eval_docs = tokenize(tokenizer, held)
             inputs, labels = eval_masking(tokenizer, eval_docs, max_length, config.line_by_line, masking)
             masked = sum(label != IGNORE for row in labels for label in row)
             if not masked:
-                raise UserError(f"{config.eval}: too little text: the eval masking chose no token")
+                where = config.eval or f"{config.train} (--eval-split)"
+                raise UserError(f"{where}: too little text: the eval masking chose no token")
             eval_set, gold = Encoded(inputs), labels
             summary["eval sequences"] = f"{len(inputs)} ({masked} masked tokens, fixed)"
+            if config.eval_split:
+                summary["eval texts"] = split_note(config.eval_split, config.seed, len(held), "plain")
             summary["eval unknown-token rate"] = _unknown_rate(tokenizer, eval_docs)
         messages = [*_head_message(config), *data_check_lines(summary)]
         return PreparedData(

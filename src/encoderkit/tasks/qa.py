@@ -19,6 +19,7 @@ from transformers import AutoModelForQuestionAnswering
 
 from encoderkit.config import TrainConfig
 from encoderkit.data.qa_types import QAExample
+from encoderkit.data.split import holdout, split_note
 from encoderkit.data.squad import check_answers, gold_answers, read_squad_file
 from encoderkit.errors import UserError
 from encoderkit.evaluation.squad_metrics import exact_match, score
@@ -90,7 +91,9 @@ class QATask(Registered):
 
     model_class = AutoModelForQuestionAnswering
     target_keys = ("start_positions", "end_positions")
-    prepare_fields = ("task", "train", "eval", "max_length", "doc_stride", "max_query_length", "qa_metric")
+    prepare_fields = (
+        "task", "train", "eval", "eval_split", "max_length", "doc_stride", "max_query_length", "qa_metric",
+    )  # fmt: skip
     card = CardText(
         pipeline_tag="question-answering",
         auto_class="AutoModelForQuestionAnswering",
@@ -108,6 +111,9 @@ class QATask(Registered):
         max_length = QA_WINDOW if config.max_length == "auto" else int(config.max_length)
         max_length = min(max_length, model_limit)
         raw = read_qa_examples(config.train)
+        held = None
+        if config.eval_split:  # by paragraph: no eval question reads a context trained on
+            raw, held = holdout(raw, config.eval_split, config.seed, groups=[e.context for e in raw])
         train_metric = choose_metric(config.qa_metric, raw)
         check = check_answers(raw)
         if not check.examples:
@@ -136,10 +142,15 @@ class QATask(Registered):
         if len(check.messages) > 20:
             warnings.append(f"data check: {len(check.messages) - 20} more answers skipped")
         eval_encoded, eval_set = None, None
-        if config.eval:
-            eval_set = _eval_set(config.eval, raw, config.qa_metric, tokenizer, window)
+        if config.eval or held is not None:
+            source = config.eval or f"{config.train} (--eval-split)"
+            evals = read_qa_examples(config.eval) if config.eval else held or []
+            eval_set = _eval_set(source, evals, raw, config.qa_metric, tokenizer, window)
             eval_encoded = encode(tokenizer, eval_set.features)
             summary["eval questions"] = len(eval_set.examples)
+            if config.eval_split:
+                how = "whole paragraphs"
+                summary["eval questions"] = split_note(config.eval_split, config.seed, len(evals), how)
             summary["eval windows"] = len(eval_set.features.input_ids)
             summary["metric"] = eval_set.metric
         return PreparedData(
@@ -239,10 +250,11 @@ class QATask(Registered):
 
 
 def _eval_set(
-    source: str, train: list[QAExample], requested: str, tokenizer: Any, window: dict[str, Any]
-) -> QAEvalSet:
-    """The eval questions, windowed, with the metric that scores them (checked before training)."""
-    examples = read_qa_examples(source)
+    source: str, examples: list[QAExample], train: list[QAExample], requested: str, tokenizer: Any,
+    window: dict[str, Any],
+) -> QAEvalSet:  # fmt: skip
+    """The eval questions of `source`, windowed, with the metric that scores them (checked
+    before training)."""
     if all(e.is_impossible for e in examples) and not any(e.is_impossible for e in train):
         raise UserError(f"{source}: no question has a gold answer; scoring needs answers")
     features = build_features(tokenizer, examples, with_labels=False, **window)

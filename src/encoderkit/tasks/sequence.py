@@ -15,8 +15,10 @@ from transformers import AutoModelForSequenceClassification
 from encoderkit.config import TrainConfig
 from encoderkit.data.columns import Columns, resolve_columns
 from encoderkit.data.lengths import length_stats
+from encoderkit.data.split import holdout, split_note
 from encoderkit.data.tables import Table, read_table
 from encoderkit.errors import UserError
+from encoderkit.features.encoded import Encoded
 from encoderkit.model_folder.card import CardText
 from encoderkit.registry import TaskEntry
 from encoderkit.reporting.markdown import md_table
@@ -54,11 +56,13 @@ class SequenceTask(Registered):
     """Single texts or pairs, any number of labels (`classification`) or one score (`regression`)."""
 
     model_class = AutoModelForSequenceClassification
-    target_keys = ("labels",)
+    target_keys = ("labels", "weights")  # weights: --class-weights, per training example
     prepare_fields = (
         "task",
         "train",
         "eval",
+        "eval_split",
+        "class_weights",
         "text_column",
         "text_pair_column",
         "label_column",
@@ -87,22 +91,32 @@ class SequenceTask(Registered):
         assert config.train is not None  # validated by the config
         table = read_table(config.train)
         columns = resolve_columns(table, config.text_column, config.text_pair_column, config.label_column)
-        train = cls.read_examples(table, columns, need_label=True)
-        label_names = None if self.regression else cls.label_names_from(train)
-        if self.regression:
-            cls.regression_targets(train)  # fail on a bad target before anything else happens
+        train = self.read_examples(config, table, columns)
+        label_names = self.label_names(config, train)
+        held: list[cls.TextExample] | None = None
+        if config.eval_split:
+            strata = self.strata(train)
+            train, held = holdout(train, config.eval_split, config.seed, strata=strata)
         lengths = cls.tokenize(tokenizer, train, None).lengths
         stats = length_stats(lengths, model_limit)
         max_length = (
             stats.suggested if config.max_length == "auto" else min(int(config.max_length), model_limit)
         )
-        encoded = cls.with_targets(cls.tokenize(tokenizer, train, max_length), train, label_names)
+        encoded = self.with_targets(config, cls.tokenize(tokenizer, train, max_length), train, label_names)
+        weights = None
+        if config.class_weights and label_names:
+            weights = cls.class_weights(config.class_weights, label_names, encoded.targets["labels"])
+            encoded.targets["weights"] = [weights[i] for i in encoded.targets["labels"]]
         eval_encoded, gold, eval_count = None, None, 0
+        evals = held
         if config.eval:
             eval_table = read_table(config.eval)
             eval_columns = resolve_columns(eval_table, columns.text, columns.text_pair, columns.label)
-            evals = cls.read_examples(eval_table, eval_columns, need_label=True)
-            eval_encoded = cls.with_targets(cls.tokenize(tokenizer, evals, max_length), evals, label_names)
+            evals = self.read_examples(config, eval_table, eval_columns)
+        if evals:
+            eval_encoded = self.with_targets(
+                config, cls.tokenize(tokenizer, evals, max_length), evals, label_names
+            )
             gold, eval_count = eval_encoded.targets["labels"], len(evals)
         summary: dict[str, Any] = {
             "train examples": len(train),
@@ -114,6 +128,12 @@ class SequenceTask(Registered):
         }
         if label_names:
             summary["labels"] = ", ".join(label_names)
+        if weights is not None and label_names:
+            spelled = ", ".join(f"{n} {w:.3g}" for n, w in zip(label_names, weights, strict=True))
+            summary["class weights"] = f"{spelled} ({config.class_weights})"
+        if held is not None and config.eval_split:
+            how = "plain" if strata is None else "stratified by label"
+            summary["eval examples"] = split_note(config.eval_split, config.seed, len(held), how)
         return PreparedData(
             train=encoded,
             eval=eval_encoded,
@@ -124,6 +144,26 @@ class SequenceTask(Registered):
             max_length=max_length,
             summary=summary,
         )
+
+    # What one kind of label (a class, a score, a set of classes) changes in `prepare`.
+
+    def read_examples(self, config: TrainConfig, table: Table, columns: Columns) -> list[cls.TextExample]:
+        return cls.read_examples(table, columns, need_label=True)
+
+    def label_names(self, config: TrainConfig, train: list[cls.TextExample]) -> list[str] | None:
+        if self.regression:
+            cls.regression_targets(train)  # fail on a bad target before anything else happens
+            return None
+        return cls.label_names_from(train)
+
+    def strata(self, train: list[cls.TextExample]) -> list[str] | None:
+        """What an --eval-split hold-out keeps in proportion: the class (classification)."""
+        return None if self.regression else [cls.label_key(e.label, e.where) for e in train]
+
+    def with_targets(
+        self, config: TrainConfig, encoded: Encoded, examples: list[cls.TextExample], names: list[str] | None
+    ) -> Encoded:
+        return cls.with_targets(encoded, examples, names)
 
     def model_config(self, data: PreparedData) -> dict[str, Any]:
         """Overrides for the model config: label count and names, problem type."""
@@ -138,10 +178,14 @@ class SequenceTask(Registered):
         }
 
     def loss(self, logits: Outputs, targets: Outputs, pad: torch.Tensor | None) -> torch.Tensor:
-        """Mean squared error for regression, else cross-entropy, as HF's heads compute them."""
+        """Mean squared error for regression, else cross-entropy, as HF's heads compute them;
+        with --class-weights, each example's cross-entropy times its class's weight, averaged over
+        examples (the weights average 1 over the training set, so the loss keeps its scale)."""
         values, labels = logits["logits"], targets["labels"]
         if self.regression:
             return F.mse_loss(values.squeeze(-1).float(), labels.float())
+        if "weights" in targets:
+            return (F.cross_entropy(values.float(), labels, reduction="none") * targets["weights"]).mean()
         return F.cross_entropy(values.float(), labels)
 
     def decoding(self, config: TrainConfig, data: PreparedData) -> dict[str, Any]:

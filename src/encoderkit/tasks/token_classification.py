@@ -20,6 +20,7 @@ from transformers import AutoModelForTokenClassification
 
 from encoderkit.config import TrainConfig
 from encoderkit.data.conll import Sentence, read_sentences
+from encoderkit.data.split import holdout, split_note
 from encoderkit.errors import UserError
 from encoderkit.features.collate import IGNORE
 from encoderkit.model_folder.card import CardText
@@ -89,7 +90,7 @@ class TokenClassificationTask(Registered):
     model_class = AutoModelForTokenClassification
     target_keys = ("labels",)
     prepare_fields = (
-        "task", "train", "eval", "text_column", "label_column", "max_length", "doc_stride",
+        "task", "train", "eval", "eval_split", "text_column", "label_column", "max_length", "doc_stride",
         "label_all_subtokens", "labels", "model",
     )  # fmt: skip
     card = CardText(
@@ -116,6 +117,9 @@ class TokenClassificationTask(Registered):
         scheme = detect_scheme([s.tags or [] for s in train])
         train, repaired = _as_iob2(train, scheme)
         label_names = sorted({t for s in train for t in s.tags or []}, key=_tag_order)
+        held = holdout(train, config.eval_split, config.seed) if config.eval_split else None
+        if held is not None:  # after the IOB2 repair, with the tags of the whole file
+            train, evals = held
         index = {name: i for i, name in enumerate(label_names)}
         max_length = 128 if config.max_length == "auto" else int(config.max_length)
         max_length = min(max_length, model_limit)
@@ -140,10 +144,15 @@ class TokenClassificationTask(Registered):
             evals = read_sentences(config.eval, config.text_column, config.label_column, need_tags=True)
             evals = _named(evals, integer_names, "--labels")
             evals, _ = _as_iob2(evals, detect_scheme([s.tags or [] for s in evals]))
+        if config.eval or held is not None:
             _check_known(evals, index)
             eval_features = build_windows(tokenizer, [s.tokens for s in evals], _ids(evals, index), **window)
             eval_set = TokenEvalSet(evals, eval_features)
-            summary["eval sentences"] = len(evals)
+            summary["eval sentences"] = (
+                split_note(share, config.seed, len(evals), "plain")
+                if (share := config.eval_split)
+                else len(evals)
+            )
             summary["eval windowed sentences"] = _windowed(eval_features)
         return PreparedData(
             train=features.encoded(),

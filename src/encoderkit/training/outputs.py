@@ -34,11 +34,18 @@ def model_card(
             metrics={k: v for k, v in metrics.items() if isinstance(v, float)},
             hyperparameters={k: getattr(config, k) for k in HYPERPARAMETERS},
             train_data=published_name(str(config.train)),
-            eval_data=published_name(config.eval) if config.eval else None,
+            eval_data=_eval_data(config),
             columns=data.columns,
             version=version,
         )
     )
+
+
+def _eval_data(config: TrainConfig) -> str | None:
+    """The card's eval data: the file's name, or the hold-out of the training file."""
+    if config.eval_split:
+        return f"{100 * config.eval_split:g}% of {published_name(str(config.train))} (seed {config.seed})"
+    return published_name(config.eval) if config.eval else None
 
 
 def write_run_report(

@@ -43,6 +43,9 @@ def prepare_key(task: Task, config: TrainConfig, tokenizer: Any, model_limit: in
             "task": task.name,
             "config": {name: getattr(config, name) for name in task.prepare_fields},
             "data": data,  # path, size and sha256 of each file
+            # A hold-out is drawn with the seed: another seed, other examples (tasks key eval_split).
+            "split_seed": config.seed if config.eval_split else None,
+            "class_weights": data_source(config.class_weights),  # a weights file: by content
             "tokenizer": identity,
             "model_limit": model_limit,
         }

@@ -64,7 +64,15 @@ from encoderkit.training.optim import adamw, mixed_precision
 from encoderkit.training.outputs import final_metrics, metadata, model_card, write_run_report
 from encoderkit.training.prepare import prepare_cached
 from encoderkit.training.sharding import shard_eval_batches
-from encoderkit.training.state import AUTO_RULE, LoopState, Plan, auto_epochs, make_plan
+from encoderkit.training.state import (
+    AUTO_BATCH_RULE,
+    AUTO_RULE,
+    LoopState,
+    Plan,
+    auto_batch_size,
+    auto_epochs,
+    make_plan,
+)
 from encoderkit.training.watch import LearningWatch, steps_warning
 from encoderkit.version import __version__
 
@@ -89,8 +97,8 @@ def train(config: TrainConfig, echo: Any = print) -> RunResult:
     """
     assert config.output is not None
     launch = launch_from_env()
-    if config.batch_tokens is None:  # (a token budget has no example count to divide)
-        check_launch(config.batch_size, config.grad_accum, launch.world)  # on every process: all exit 2
+    if config.batch_tokens is None and config.batch_size != "auto":  # (auto makes one that divides)
+        check_launch(int(config.batch_size), config.grad_accum, launch.world)  # on every process: all exit 2
     if not launch.is_main:
         # The main process owns the folder; the others only read checkpoints from it.
         with signals.sigterm_raises():
@@ -105,7 +113,7 @@ def epoch_batches(config: TrainConfig, lengths: list[int], epoch: int) -> list[l
     of examples (`--batch-size / --grad-accum`), grouped by length unless told not to."""
     if config.batch_tokens is not None:
         return token_budget_batches(lengths, config.batch_tokens, config.seed, epoch)
-    micro = config.batch_size // config.grad_accum
+    micro = int(config.batch_size) // config.grad_accum
     return length_grouped_batches(lengths, micro, config.seed, epoch, config.group_by_length)
 
 
@@ -135,6 +143,11 @@ def _train(config: TrainConfig, lock: RunFolderLock | None, echo: Any, launch: L
     data = prepare_cached(task, config, tokenizer, model_max_length(model_config, tokenizer), echo)
     check_data(len(data.train), launch.world)
     check_budget(config.batch_tokens, data.train.lengths)
+    if config.batch_size == "auto":
+        size = auto_batch_size(len(data.train), config.grad_accum * launch.world)
+        config = config.replace(batch_size=size)
+        if config.batch_tokens is None:  # (a token budget replaces the batch size)
+            echo(f"batch size: auto -> {size} ({len(data.train)} examples; {AUTO_BATCH_RULE})")
     epochs = config.epochs
     if epochs == "auto":
         per_epoch = math.ceil(len(epoch_batches(config, data.train.lengths, 0)) / config.grad_accum)
@@ -223,7 +236,7 @@ class _Run:
             packing.enable(model)
         echo(f"training batches: {how}" + ("; step compiled (torch.compile)" if compiled else ""))
         plan = make_plan(
-            len(data.train), config.batch_size, config.grad_accum, config.epochs,
+            len(data.train), int(config.batch_size), config.grad_accum, config.epochs,
             config.max_steps, config.logging_steps, config.eval_steps, config.save_steps,
             batches_per_epoch=len(epoch_batches(config, data.train.lengths, 0)),
         )  # fmt: skip
@@ -344,7 +357,7 @@ class _Run:
         log, plan, config = self.log, self.plan, self.config
         assert config.lr is not None and not isinstance(config.epochs, str)
         examples = len(self.data.train)
-        upfront = [steps_warning(plan.total_steps, examples, config.batch_size, config.epochs)]
+        upfront = [steps_warning(plan.total_steps, examples, int(config.batch_size), config.epochs)]
         if config.strategy == "lora":
             upfront.append(lora_warning(config.lora_r, config.lora_alpha, config.lr))
         callbacks: list[Callback] = [LossLogger(log, plan)]

@@ -61,6 +61,22 @@ AUTO_RULE = (
 )
 
 
+AUTO_BATCH_SIZES = (32, 16, 8)
+AUTO_BATCHES_PER_EPOCH = 10
+AUTO_BATCH_RULE = f"32, or 16 / 8 when an epoch would have fewer than {AUTO_BATCHES_PER_EPOCH} batches"
+
+
+def auto_batch_size(num_examples: int, unit: int = 1) -> int:
+    """`--batch-size auto`: 32 (the common fine-tuning batch), or the largest of 16 and 8 that
+    still gives an epoch 10 batches on a small set (else 8): 200 examples train at 16, 40 at 8.
+    Below 8 a step's gradient is mostly noise, and a tiny set gets its steps from more epochs
+    (`auto_epochs`). Rounded up to a multiple of `unit` (grad_accum x processes), which must
+    divide the global batch."""
+    fits = [b for b in AUTO_BATCH_SIZES if math.ceil(num_examples / b) >= AUTO_BATCHES_PER_EPOCH]
+    size = fits[0] if fits else AUTO_BATCH_SIZES[-1]
+    return math.ceil(size / unit) * unit
+
+
 def auto_epochs(num_examples: int, steps_per_epoch: int | None = None) -> int:
     """`--epochs auto`: 3 epochs for small sets (GLUE-style fine-tuning), fewer for large ones so a
     run sees at most ~60k examples (SST-2's 67k rows: 1 epoch), and always at least one epoch.
