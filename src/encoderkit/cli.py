@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         _unknown_flag(parser, args.command, unknown)
-    if args.command not in ("train", "compare"):  # those check their config first: a usage error in < 1 s
+    if args.command not in ("train", "compare", "tune"):  # config checked first: a usage error in < 1 s
         _quiet_libraries()
     try:
         return int(args.handler(args) or 0)
@@ -120,6 +120,29 @@ def build_parser() -> Parser:
     _add_config_flags(compare)
     compare.set_defaults(handler=cmd_compare)
 
+    tune = sub.add_parser(
+        "tune",
+        help="search config fields with Optuna; each trial a run folder under DIR/trials/",
+        usage="encoderkit tune --train FILE --eval FILE --space SPACE.yaml --trials N --output DIR [options]",
+    )
+    search = tune.add_argument_group("search")
+    search.add_argument(
+        "--space", required=True, help="YAML: `field: [choices]` or `field: {low, high, log}`"
+    )
+    search.add_argument("--trials", type=int, default=12, help="finished trials to reach (default: 12)")
+    search.add_argument(
+        "--storage", help="an Optuna storage URL shared by several machines (default: sqlite DIR/study.db)"
+    )
+    search.add_argument("--pruner", default="median", choices=("median", "hyperband", "none"),
+                        help="stops bad trials at an evaluation (default: median)")  # fmt: skip
+    search.add_argument(
+        "--same-seed", action="store_true", help="every trial with --seed (default: seed + k)"
+    )
+    search.add_argument("--timeout", type=float, help="start no trial after this many seconds")
+    tune.add_argument("--config", help="YAML file of config fields; flags given here override it")
+    _add_config_flags(tune)
+    tune.set_defaults(handler=cmd_tune)
+
     demo = sub.add_parser("demo", help="fine-tune the bundled minilm on the bundled demo data (offline, CPU)")
     demo.add_argument("--output", default="runs/demo", help="run folder (replaced if it exists)")
     demo.set_defaults(handler=cmd_demo)
@@ -194,6 +217,7 @@ FLAG_GROUPS: dict[str, tuple[str, ...]] = {
     "masked LM": ("mlm_probability", "whole_word_mask", "line_by_line", "train_tokenizer", "vocab_size"),
     "LoRA": ("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "merge"),
     "speed": ("group_by_length", "unpad", "compile", "cache"),
+    "tracking": ("report_to", "run_name", "tracking_dir"),
     "output": ("output", "overwrite"),
 }  # fmt: skip
 
@@ -279,6 +303,24 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(json.dumps(row))
     print(f"report: {result.report}")
     return 1 if result.failed else 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    config = _config_from_args(args)
+    if args.trials < 1:
+        raise UserError("--trials: must be >= 1")
+    if config.eval is None and config.eval_split is None:
+        raise UserError("--eval or --eval-split: a search needs an eval set to score its trials")
+    from encoderkit.tune import read_space, tune
+
+    result = tune(
+        config, read_space(args.space, config), args.trials, args.storage, args.pruner,
+        args.same_seed, args.timeout,
+    )  # fmt: skip
+    print(json.dumps({"best_trial": result.best_number, result.metric: result.best_value, **result.counts}))
+    print(f"best config: {result.folder / 'best.yaml'}")
+    print(f"report: {result.report}")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ Precedence: field default < `--config FILE.yaml` < explicit command-line flags.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -163,6 +164,16 @@ class TrainConfig:
     keep_checkpoints: int = _f(1, "resumable checkpoints to keep (the newest N; best weights are kept apart)")
     early_stopping_patience: int | None = _f(None, "stop after N evaluations without improvement")
     metric_for_best: str | None = _f(None, "eval metric that selects the best checkpoint (default per task)")
+    report_to: str = _f(
+        "none",
+        "also log the run to: none, or a comma list of tensorboard, mlflow, wandb (Accelerate's trackers)",
+    )
+    run_name: str | None = _f(None, "the run's name in the trackers (default: the --output folder's name)")
+    tracking_dir: str | None = _f(
+        None,
+        "tensorboard: where the event files go (default OUTPUT/tb); mlflow: the artifact location; "
+        "wandb: its local folder",
+    )
     resume: bool = _f(False, "continue from the last checkpoint in --output")
     resume_force: bool = _f(False, "resume even though the config or the data changed since the checkpoint")
     overwrite: bool = _f(False, "replace an existing run folder")
@@ -338,10 +349,39 @@ def validate(config: TrainConfig) -> None:
             "field 'train_tokenizer': only with --strategy scratch "
             "(a new vocabulary has no pretrained embeddings)"
         )
+    check_trackers(config.report_to)
     if config.resume and config.overwrite:
         raise UserError("fields 'resume' and 'overwrite' exclude each other")
     if config.resume_force and not config.resume:
         raise UserError("field 'resume_force': only together with --resume")
+
+
+TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}  # name: module to import
+
+
+def trackers_of(report_to: str) -> list[str]:
+    """The tracker names of `--report-to` (`none`: no tracker).
+
+    Raises:
+        UserError: an unknown name, or `none` beside a tracker.
+    """
+    names = [n.strip().lower() for n in report_to.split(",") if n.strip()]
+    unknown = next((n for n in names if n not in (*TRACKERS, "none")), None)
+    if unknown is not None:
+        raise UserError(f"field 'report_to': {unknown!r} is not one of none, {', '.join(TRACKERS)}")
+    if "none" in names and len(names) > 1:
+        raise UserError("field 'report_to': 'none' cannot be combined with a tracker")
+    return [n for n in dict.fromkeys(names) if n != "none"]
+
+
+def check_trackers(report_to: str) -> None:
+    """Each tracker's package is installed (looked up, not imported: a usage error stays fast)."""
+    for name in trackers_of(report_to):
+        if importlib.util.find_spec(TRACKERS[name]) is None:
+            raise UserError(
+                f"field 'report_to': {name} needs the {TRACKERS[name]} package: "
+                f"pip install 'encoderkit[{name}]'"
+            )
 
 
 DEFAULT_LR = {"full": 1e-4, "scratch": 1e-4, "frozen": 1e-3, "lora": 1e-3}

@@ -102,6 +102,14 @@ CASES = [
         "## Token classification: encoderkit vs HF run_ner.py recipe",
     ),
     Case(
+        "tune_search",
+        ("--limit-train", "8", "--limit-eval", "4", "--epochs", "1", "--trials", "2", *DATA),
+        MRPC,
+        ("mrpc",),
+        "## Hyperparameter search: `encoderkit tune` vs the defaults (benchmarks/tune_search.py)",
+        key="task",
+    ),
+    Case(
         "mlm_adapt",
         (
             "--limit-train",
@@ -234,6 +242,9 @@ def check_figures(script: str, lines: list[dict]) -> None:
         elif script == "mlm":
             assert line["speed_ratio"] > 0 and line["masked_tokens"] > 0
             assert line["peer_perplexity"] > 1 and line["encoderkit_perplexity"] > 1
+        elif script == "tune_search":
+            assert line["trials_complete"] + line["trials_pruned"] == 2 and line["search_s"] > 0
+            assert 0 <= line["best_accuracy"] <= 1 and line["best_params"].split(":")[0].isdigit()
         elif script == "serve":
             assert line["ratio"] > 0
         elif script == "launch_overhead":

@@ -68,7 +68,7 @@ def comparison_rows(results: list[StrategyResult]) -> list[dict[str, Any]]:
     return [r.row() for r in results]
 
 
-def _rows_table(rows: list[dict[str, Any]]) -> str:
+def rows_table(rows: list[dict[str, Any]], table_id: str = "comparison") -> str:
     """All rows under the union of their keys (first-seen order); missing cells stay empty."""
     columns = list(dict.fromkeys(k for row in rows for k in row))
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
@@ -81,7 +81,7 @@ def _rows_table(rows: list[dict[str, Any]]) -> str:
             cls = ' class="num"' if isinstance(value, int | float) else ""
             cells.append(f"<td{cls}>{html.escape(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f'<table id="comparison">\n<tr>{head}</tr>\n' + "\n".join(body) + "\n</table>"
+    return f'<table id="{table_id}">\n<tr>{head}</tr>\n' + "\n".join(body) + "\n</table>"
 
 
 def comparison_plots(results: list[StrategyResult]) -> list[tuple[PlotSpec, bytes]]:
@@ -109,7 +109,7 @@ def render_comparison(
         f'<a href="{html.escape(r["strategy"])}/report.html">{html.escape(r["strategy"])}</a>' for r in rows
     )
     sections = [
-        _section("Strategies", _rows_table(rows) + f"\n<p>Run reports: {links}</p>"),
+        _section("Strategies", rows_table(rows) + f"\n<p>Run reports: {links}</p>"),
         plots_section(rendered),
     ]
     if notes:

@@ -57,6 +57,11 @@ def _png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
+def figure_png(fig: Figure) -> bytes:
+    """A figure drawn elsewhere (Optuna's plots) as the report's PNG."""
+    return _png(fig)
+
+
 def _step(entry: dict[str, Any], index: int) -> float:
     """The entry's step, or its position in the log when it has none."""
     step = entry.get("step")

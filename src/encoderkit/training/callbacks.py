@@ -33,17 +33,26 @@ class Callback:
 class RunLog:
     """Append-only `log.jsonl`; its line count is kept in LoopState so resume can cut it back."""
 
-    def __init__(self, path: Path, state: LoopState, write: bool = True) -> None:
+    def __init__(
+        self,
+        path: Path,
+        state: LoopState,
+        write: bool = True,
+        sink: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.path = path
         self.state = state
         # Off on the non-main processes of a distributed run (only the main process's LoopState
         # goes into checkpoints; the others count lines too, to keep theirs alike).
         self.enabled = write
+        self.sink = sink  # --report-to: each entry to the trackers as well
 
     def write(self, entry: dict[str, Any]) -> None:
         if self.enabled:
             with self.path.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(entry) + "\n")
+            if self.sink is not None:
+                self.sink(entry)
         self.state.log_lines += 1
 
     def truncate(self, lines: int) -> None:
@@ -147,10 +156,12 @@ class Evaluator(Callback):
         patience: int | None = None,
         echo: Callable[[str], None] = print,
         at_start: bool = False,
+        judge: Callable[[int, float], bool] | None = None,
     ) -> None:
         self.evaluate, self.save_best, self.log, self.plan = evaluate, save_best, log, plan
         self.metric, self.greater, self.patience, self.echo = metric, greater_is_better, patience, echo
         self.at_start = at_start
+        self.judge = judge  # (step, value) -> stop: a search's pruner
 
     def on_train_begin(self, state: LoopState) -> None:
         # Step 0: the untrained head, the start of every eval curve. Logged, never "best".
@@ -195,6 +206,11 @@ class Evaluator(Callback):
             if self.patience and state.evals_without_improvement >= self.patience:
                 self.echo(f"early stopping: {self.metric} did not improve in {self.patience} evaluations")
                 state.should_stop = True
+        if self.judge is not None and self.judge(state.global_step, value):
+            self.echo(
+                f"stopped at step {state.global_step}: the search's pruner judged {self.metric} too low"
+            )
+            state.should_stop = True
 
     def _improves(self, value: float, best: float | None) -> bool:
         if best is None:

@@ -13,7 +13,8 @@ import time
 from collections.abc import Callable
 
 # "<point>:<step>" (points: step, eval, best, checkpoint, publish) or "finish": the process kills
-# itself there with SIGKILL, as `kill -9` would. See the call sites of `kill_point`.
+# itself there with SIGKILL, as `kill -9` would. See the call sites of `kill_point`. `tune`:
+# "trial:<k>", at trial k's first evaluation (mid-run: its folder holds a checkpoint-less run).
 KILL_AT_ENV = "ENCODERKIT_KILL_AT"
 KILL_AT_STEP_ENV = "ENCODERKIT_KILL_AT_STEP"  # N: the same as ENCODERKIT_KILL_AT=step:N
 NAN_AT_STEP_ENV = "ENCODERKIT_NAN_AT_STEP"  # the loss of optimizer step N becomes nan

@@ -18,10 +18,11 @@ from encoderkit.errors import UserError
 # Fields that may differ on --resume because they do not change what is computed: where the run
 # folder is and how the command was started; how often checkpoints are written and how many are
 # kept (saving draws no random numbers); the data paths, since the data is compared by content; and
-# whether tokenized data came from the disk cache (the same features either way).
+# whether tokenized data came from the disk cache (the same features either way); the trackers.
 IGNORED_FIELDS = frozenset(
     {"output", "resume", "resume_force", "overwrite", "save_steps", "keep_checkpoints", "train", "eval"}
     | {"cache"}
+    | {"report_to", "run_name", "tracking_dir"}  # where the run is watched, not what it computes
 )
 
 

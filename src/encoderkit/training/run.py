@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ from encoderkit.modeling import (
     parameter_counts,
 )
 from encoderkit.tasks import Evaluation, PreparedData, Task, get_task
-from encoderkit.training import checkpoints, failures, faults, run_folder, signals
+from encoderkit.training import checkpoints, failures, faults, run_folder, signals, tracking
 from encoderkit.training.callbacks import (
     Callback,
     Checkpointer,
@@ -77,6 +78,7 @@ from encoderkit.training.watch import LearningWatch, steps_warning
 from encoderkit.version import __version__
 
 LOWER_IS_BETTER = ("loss", "mse", "perplexity")
+Judge = Callable[[int, float], bool]  # (step, eval metric) -> stop now
 
 
 @dataclass
@@ -87,8 +89,11 @@ class RunResult:
     main_process: bool = True  # False on the other processes of a distributed run: they print nothing
 
 
-def train(config: TrainConfig, echo: Any = print) -> RunResult:
+def train(config: TrainConfig, echo: Any = print, judge: Judge | None = None) -> RunResult:
     """Fine-tune `config.model` on `config.train` and write the run folder `config.output`.
+
+    `judge(step, value)` is called after each evaluation with the `metric_for_best` value; True
+    stops the run there, as early stopping does (`encoderkit tune`'s pruner).
 
     Raises:
         UserError: bad data, model name, config or run folder (nothing is left behind); or, once
@@ -102,10 +107,10 @@ def train(config: TrainConfig, echo: Any = print) -> RunResult:
     if not launch.is_main:
         # The main process owns the folder; the others only read checkpoints from it.
         with signals.sigterm_raises():
-            return _train(config, None, _silent, launch)
+            return _train(config, None, _silent, launch, judge)
     # One writer per folder. SIGTERM unwinds like Ctrl-C, so the lock and cleanup still run.
     with signals.sigterm_raises(), RunFolderLock(Path(config.output)) as lock:
-        return _train(config, lock, echo, launch)
+        return _train(config, lock, echo, launch, judge)
 
 
 def epoch_batches(config: TrainConfig, lengths: list[int], epoch: int) -> list[list[int]]:
@@ -130,7 +135,9 @@ def _silent(*args: Any, **kwargs: Any) -> None:
     """`echo` of the non-main processes: one process speaks for the run."""
 
 
-def _train(config: TrainConfig, lock: RunFolderLock | None, echo: Any, launch: Launch) -> RunResult:
+def _train(
+    config: TrainConfig, lock: RunFolderLock | None, echo: Any, launch: Launch, judge: Judge | None
+) -> RunResult:
     task = get_task(config.task)
     if lock is None:
         run_dir = Path(str(config.output))
@@ -169,20 +176,24 @@ def _train(config: TrainConfig, lock: RunFolderLock | None, echo: Any, launch: L
         checkpoints.check_resume(run_dir, current, config.resume_force, echo)
 
     run = _Run.create(config, task, data, tokenizer, model_config, run_dir, echo)
-    run.fingerprint, run.decoding = current, decoding
+    run.fingerprint, run.decoding, run.judge = current, decoding, judge
     trainable, total = run.counts
     if launch.is_main:
         need = run_folder.space_needed(total, trainable, config.keep_checkpoints)
         run_folder.prepare(run_dir, config.overwrite, need)
     run.accelerator.wait_for_everyone()  # the folder is ready (and --overwrite emptied it) for all
-    with failures.explained(run_dir, config.lr):
-        if config.resume:
-            run.restore()
-        if launch.is_main:
-            save_yaml(config, run_dir / "config.yaml")
-        started = time.perf_counter()
-        run.run_loop()
-        return run.finish(time.perf_counter() - started)
+    run.start_tracking()
+    try:
+        with failures.explained(run_dir, config.lr):
+            if config.resume:
+                run.restore()
+            if launch.is_main:
+                save_yaml(config, run_dir / "config.yaml")
+            started = time.perf_counter()
+            run.run_loop()
+            return run.finish(time.perf_counter() - started)
+    finally:
+        run.accelerator.end_training()  # closes the tracker runs (none without --report-to)
 
 
 @dataclass
@@ -207,6 +218,7 @@ class _Run:
     latest: Evaluation | None = None
     fingerprint: dict[str, Any] = field(default_factory=dict)  # stored in each checkpoint
     decoding: dict[str, Any] = field(default_factory=dict)  # the task's decoding settings
+    judge: Judge | None = None  # train(judge=...): may stop the run after an evaluation
 
     @classmethod
     def create(
@@ -221,7 +233,10 @@ class _Run:
         compiled = config.compile == "on" or (config.compile == "auto" and torch.cuda.is_available())
         # Shapes vary from batch to batch: compiled once with symbolic sizes, not once per shape.
         dynamo = TorchDynamoPlugin(backend="inductor", dynamic=True) if compiled else None
-        accelerator = Accelerator(mixed_precision=precision, cpu=cpu, dynamo_plugin=dynamo)
+        trackers = tracking.build_trackers(config, run_dir) if launch.is_main else []
+        accelerator = Accelerator(
+            mixed_precision=precision, cpu=cpu, dynamo_plugin=dynamo, log_with=trackers or None
+        )
         check_world(accelerator.num_processes, launch.world)
         set_seed(config.seed)
         lora = lora_settings(config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets)
@@ -260,7 +275,29 @@ class _Run:
 
     @property
     def log(self) -> RunLog:
-        return RunLog(self.run_dir / "log.jsonl", self.state, write=self.is_main)
+        return RunLog(self.run_dir / "log.jsonl", self.state, write=self.is_main, sink=self.track)
+
+    def start_tracking(self) -> None:
+        """Start the --report-to trackers' runs, the resolved config as their hyperparameters.
+
+        Raises:
+            UserError: a tracker could not start (an unreachable MLflow server, say).
+        """
+        if not self.accelerator.log_with:
+            return
+        try:
+            self.accelerator.init_trackers(tracking.PROJECT, config=tracking.hyperparameters(self.config))
+        except Exception as exc:  # whatever the tracker's library raises: one line, not its traceback
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"field 'report_to': {self.config.report_to} could not start: {reason}") from None
+        tracking.save_ids(self.accelerator.trackers, self.run_dir)
+
+    def track(self, entry: dict[str, Any]) -> None:
+        """One log.jsonl entry's numbers to the trackers, at its step."""
+        if self.accelerator.trackers:
+            step, values = tracking.scalars(entry)
+            if values:
+                self.accelerator.log(values, step=step)
 
     @property
     def best_path(self) -> Path:
@@ -369,7 +406,7 @@ class _Run:
             patience = config.early_stopping_patience
             evaluator = Evaluator(
                 self.evaluate, self.save_best, log, plan, metric, greater, patience, self.echo,
-                at_start=config.eval_at_start,
+                at_start=config.eval_at_start, judge=self.judge,
             )  # fmt: skip
             callbacks.append(evaluator)
         warmup = round(config.warmup_ratio * plan.total_steps)
@@ -417,6 +454,7 @@ class _Run:
         report = write_run_report(self.run_dir, config, data, task, metrics, final)
         faults.kill_point("finish")
         write_json(self.run_dir / "metrics.json", metrics)  # marks the run finished
+        self.track({"step": self.state.global_step, **{f"final_{k}": v for k, v in metrics.items()}})
         # Only then: a crash before metrics.json must leave the checkpoints to resume from; and
         # only once every process is past reading the best weights.
         self.accelerator.wait_for_everyone()
