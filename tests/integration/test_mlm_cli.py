@@ -71,7 +71,15 @@ def test_training_lowers_perplexity_and_says_the_head_is_new(mlm_run: tuple[Path
     assert {e["eval_masked_tokens"] for e in evals} == {metrics["masked_tokens"]}
     meta = json.loads((out / "model" / "encoderkit.json").read_text())
     assert meta["task"] == "mlm" and meta["mask_token"] == "[MASK]"
-    assert "Masking and tokenizer" in (out / "report.html").read_text()
+    report = (out / "report.html").read_text()
+    assert "Masking and tokenizer" in report
+    # Fill-mask examples from the final evaluation: 5 eval texts, the true token, 5 guesses each.
+    table = report.split("<table id='fill-mask-examples'>", 1)[1].split("</table>", 1)[0]
+    rows = re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td></tr>", table)
+    assert len(rows) == 5 and all("[MASK]" in context for context, _, _ in rows)
+    for _, _, guesses in rows:
+        probabilities = [float(p) for p in re.findall(r" (0\.\d\d|1\.00)(?:,|$)", guesses)]
+        assert len(probabilities) == 5 and probabilities == sorted(probabilities, reverse=True)
 
 
 def test_the_saved_model_is_a_tied_masked_lm_and_evaluate_repeats_the_run(

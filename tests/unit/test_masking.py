@@ -140,3 +140,28 @@ def test_the_head_on_masked_positions_only_gives_the_full_loss_and_gradients(fam
     assert len(masked_only[1]) == len(full[1])
     for a, b in zip(masked_only[1], full[1], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_fill_mask_examples_show_the_first_masked_token_in_its_context() -> None:
+    import torch
+
+    from encoderkit.tasks.mlm_examples import guesses, pick, table
+
+    vocabulary = ["[PAD]", "[MASK]", "the", "film", "was", "good", "bad"]
+    inputs = [[2, 3, 4, 1], [2, 3, 4, 5], [1, 3, 1, 6]]
+    labels = [[-100, -100, -100, 5], [-100] * 4, [2, -100, 4, -100]]  # the second: nothing masked
+    shown = pick(inputs, labels, vocabulary, "[MASK]", -100)
+    assert [(e.sequence, e.position, e.context, e.true_token) for e in shown] == [
+        (0, 3, "the film was [MASK]", "good"),
+        (2, 0, "[MASK] film [MASK] bad", "the"),
+    ]
+    top_ids = torch.tensor([[5.0, 6.0], [0.0, 0.0], [2.0, 3.0]])  # float: as evaluation gathers them
+    top_probs = torch.tensor([[0.7, 0.2], [0.0, 0.0], [0.4, 0.3]])
+    rows = guesses(shown, top_ids, top_probs, vocabulary)
+    assert rows[0]["guesses"] == [("good", pytest.approx(0.7)), ("bad", pytest.approx(0.2))]
+    html = table(rows)
+    assert (
+        html.count("<tr>") == 3
+        and "<strong>good</strong> 0.70" in html
+        and "<strong>the</strong> 0.40" in html
+    )

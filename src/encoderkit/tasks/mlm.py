@@ -34,6 +34,7 @@ from encoderkit.features.forward import Reduce
 from encoderkit.model_folder.card import CardText
 from encoderkit.modeling import resolve_model
 from encoderkit.tasks import fill_mask
+from encoderkit.tasks import mlm_examples as examples
 from encoderkit.tasks.base import Evaluation, LoadedModel, Outputs, PreparedData, Registered, data_check_lines
 from encoderkit.tasks.losses import token_loss
 from encoderkit.tasks.masking import EVAL_SEED, IGNORE, Masking, blocks, lines, mask_features, masking_for
@@ -109,7 +110,8 @@ class MaskedLMTask(Registered):
         }
         if cut:
             summary["texts cut to max_length"] = cut
-        eval_set, gold = None, None
+        eval_set, gold, shown = None, None, []
+        vocabulary = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
         if config.eval:
             held = read_texts(config.eval, config.text_column, config.line_by_line).texts
         if held is not None:
@@ -120,6 +122,7 @@ class MaskedLMTask(Registered):
                 where = config.eval or f"{config.train} (--eval-split)"
                 raise UserError(f"{where}: too little text: the eval masking chose no token")
             eval_set, gold = Encoded(inputs), labels
+            shown = examples.pick(inputs, labels, vocabulary, tokenizer.mask_token, IGNORE)
             summary["eval sequences"] = f"{len(inputs)} ({masked} masked tokens, fixed)"
             if config.eval_split:
                 summary["eval texts"] = split_note(config.eval_split, config.seed, len(held), "plain")
@@ -140,6 +143,9 @@ class MaskedLMTask(Registered):
                 "mask_token": tokenizer.mask_token,
                 "vocab_size": len(tokenizer),
                 "pad_token_id": tokenizer.pad_token_id,
+                # The report's fill-mask examples: where they are, and the tokens to show them.
+                "examples": shown,
+                "vocabulary": vocabulary if shown else [],
             },
             messages=messages,
         )
@@ -196,7 +202,12 @@ class MaskedLMTask(Registered):
         }
 
     def evaluate(self, outputs: Outputs, data: PreparedData, decoding: dict[str, Any]) -> Evaluation:
-        return Evaluation(scores(outputs))
+        shown = data.settings.get("examples") or []
+        if not shown:
+            return Evaluation(scores(outputs))
+        vocabulary = data.settings["vocabulary"]
+        rows = examples.guesses(shown, outputs["top_ids"], outputs["top_probs"], vocabulary)
+        return Evaluation(scores(outputs), extra={"fill_mask_examples": rows})
 
     def tuned(self, decoding: dict[str, Any], final: Evaluation | None) -> dict[str, Any]:
         return {}
@@ -206,7 +217,11 @@ class MaskedLMTask(Registered):
             f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
             for k, v in data.summary.items()
         )
-        return [("Masking and tokenizer", f"<table id='mlm-data'>{rows}</table>")]
+        sections = [("Masking and tokenizer", f"<table id='mlm-data'>{rows}</table>")]
+        if final is not None and final.extra.get("fill_mask_examples"):
+            table = examples.table(final.extra["fill_mask_examples"])
+            sections.append(("Fill-mask examples (eval text, final evaluation)", table))
+        return sections
 
     def labels_text(self, label_names: list[str] | None) -> str:
         return "A masked-language model: no labels; it predicts the token under each mask token."
@@ -297,10 +312,16 @@ def masked_sums(labels: list[list[int]], pad_left: bool) -> Reduce:
         ).view(target.shape)
         counted = target != IGNORE
         correct = (logits.argmax(-1) == target) & counted
+        # The top guesses at each sequence's first masked position (the report's examples).
+        first = counted.int().argmax(1)
+        at_first = logits[torch.arange(len(indices), device=logits.device), first].float()
+        top = torch.softmax(at_first, -1).topk(min(examples.TOP_K, at_first.shape[-1]), dim=-1)
         return {
             "loss_sum": losses.sum(1).cpu(),
             "masked": counted.sum(1).float().cpu(),
             "correct": correct.sum(1).float().cpu(),
+            "top_ids": top.indices.cpu(),
+            "top_probs": top.values.cpu(),
         }
 
     return reduce
