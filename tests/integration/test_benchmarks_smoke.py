@@ -110,6 +110,28 @@ CASES = [
         key="task",
     ),
     Case(
+        "qa_scratch",
+        (
+            "--limit-train",
+            "8",
+            "--limit-eval",
+            "4",
+            "--mlm-epochs",
+            "1",
+            "--qa-epochs",
+            "1",
+            "--max-length",
+            "64",
+            "--vocab-size",
+            "400",
+            *DATA,
+        ),
+        ("korquad_v1.0/KorQuAD_v1.0_dev.json.gz",),
+        ("qa-scratch",),
+        "## From scratch: KorQuAD QA from an MLM-pretrained vs a random encoder (benchmarks/qa_scratch.py)",
+        key="task",
+    ),
+    Case(
         "mlm_adapt",
         (
             "--limit-train",
@@ -242,6 +264,10 @@ def check_figures(script: str, lines: list[dict]) -> None:
         elif script == "mlm":
             assert line["speed_ratio"] > 0 and line["masked_tokens"] > 0
             assert line["peer_perplexity"] > 1 and line["encoderkit_perplexity"] > 1
+        elif script == "qa_scratch":
+            assert (
+                line["mlm_steps"] > 0 and 0 <= line["random_f1"] <= 100 and 0 <= line["pretrained_f1"] <= 100
+            )
         elif script == "tune_search":
             assert line["trials_complete"] + line["trials_pruned"] == 2 and line["search_s"] > 0
             assert 0 <= line["best_accuracy"] <= 1 and line["best_params"].split(":")[0].isdigit()

@@ -285,8 +285,11 @@ class _Run:
         """
         if not self.accelerator.log_with:
             return
+        # On --resume the runs hold their hyperparameters already (MLflow refuses to change one,
+        # which a --resume-force run may have done).
+        hyperparameters = None if self.config.resume else tracking.hyperparameters(self.config)
         try:
-            self.accelerator.init_trackers(tracking.PROJECT, config=tracking.hyperparameters(self.config))
+            self.accelerator.init_trackers(tracking.PROJECT, config=hyperparameters)
         except Exception as exc:  # whatever the tracker's library raises: one line, not its traceback
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(f"field 'report_to': {self.config.report_to} could not start: {reason}") from None
