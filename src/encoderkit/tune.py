@@ -189,6 +189,7 @@ def tune(
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
         seed = base.seed if same_seed else base.seed + trial.number
+        trial.set_user_attr("seed", seed)
         config = build_config(
             {},
             {
@@ -240,10 +241,12 @@ def tune(
         )
     if first_error:
         raise first_error[0]
-    return _finish(study, folder, metric, write_search_report)
+    return _finish(study, base, folder, metric, write_search_report)
 
 
-def _finish(study: Any, folder: Path, metric: str, write_report: Callable[..., Path]) -> Search:
+def _finish(
+    study: Any, base: TrainConfig, folder: Path, metric: str, write_report: Callable[..., Path]
+) -> Search:
     from optuna.trial import TrialState
 
     all_trials = study.get_trials(deepcopy=False)
@@ -255,7 +258,7 @@ def _finish(study: Any, folder: Path, metric: str, write_report: Callable[..., P
     if not complete:
         raise UserError(f"{folder}: no trial finished ({counts['PRUNED']} pruned, {counts['FAIL']} failed)")
     best = study.best_trial
-    _write_best(Path(best.user_attrs["folder"]), folder)
+    _write_best(best, base, folder)
     rows = [trial_row(t) for t in all_trials]
     write_json(
         folder / "trials.json", {"metric": metric, "direction": study.direction.name.lower(), "trials": rows}
@@ -280,9 +283,15 @@ def trial_row(trial: Any) -> dict[str, Any]:
     }
 
 
-def _write_best(run_dir: Path, folder: Path) -> None:
-    """DIR/best.yaml: the best trial's resolved config, writing to DIR/best when re-run."""
-    values = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+def _write_best(best: Any, base: TrainConfig, folder: Path) -> None:
+    """DIR/best.yaml: the best trial's resolved config (its config.yaml), writing to DIR/best when
+    re-run; the search's config with the trial's parameters and seed when the trial ran on
+    another machine of a shared study (its folder is there)."""
+    saved = Path(best.user_attrs.get("folder", "")) / "config.yaml"
+    if saved.is_file():
+        values = yaml.safe_load(saved.read_text(encoding="utf-8"))
+    else:
+        values = {**base.to_dict(), **best.params, "seed": best.user_attrs.get("seed", base.seed)}
     values.update(output=str(folder / "best"), resume=False, overwrite=False)
     write_atomic(folder / "best.yaml", yaml.safe_dump(values, sort_keys=False).encode("utf-8"))
 

@@ -130,3 +130,21 @@ def test_a_bad_space_is_refused_before_any_trial(
     assert main(tune_args(tiny_model, texts, tmp_path / "missing.yaml", tmp_path / "s")) == 2
     assert "missing.yaml: search space file not found" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_best_yaml_of_a_trial_run_on_another_machine_is_the_search_config_with_its_parameters(
+    tiny_model: str, texts: tuple[str, str], tmp_path: Path
+) -> None:
+    from types import SimpleNamespace
+
+    from encoderkit.tune import _write_best
+
+    base = build_config(
+        {}, {"model": tiny_model, "train": texts[0], "eval": texts[1], "output": str(tmp_path)}
+    )
+    elsewhere = SimpleNamespace(
+        params={"lr": 0.002}, user_attrs={"folder": "/elsewhere/trials/007", "seed": 49}
+    )
+    _write_best(elsewhere, base, tmp_path)
+    again = build_config({}, yaml.safe_load((tmp_path / "best.yaml").read_text()))
+    assert (again.lr, again.seed, again.output, again.train) == (0.002, 49, str(tmp_path / "best"), texts[0])
