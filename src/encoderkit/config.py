@@ -195,17 +195,19 @@ class TrainConfig:
 FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a config file into a dict of known fields, or raise UserError naming the problem."""
+def read_yaml_mapping(path: str | Path, what: str, of: str) -> dict[Any, Any]:
+    """The mapping a YAML (or JSON) file holds ({} when empty), or a UserError naming the file,
+    the line of a syntax error, and `what` the file is (`config file`) and `of` what (`config
+    fields`). One reader for the config, class-weights and search-space files."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UserError(f"{path}: config file not found") from None
+        raise UserError(f"{path}: {what} not found") from None
     except OSError as exc:  # a folder, no permission, ...
-        raise UserError(f"{path}: cannot read the config file ({exc.strerror})") from None
+        raise UserError(f"{path}: cannot read the {what} ({exc.strerror})") from None
     except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: config file is not valid UTF-8 (byte {exc.start})") from None
+        raise UserError(f"{path}: {what} is not valid UTF-8 (byte {exc.start})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
@@ -213,7 +215,13 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping of config fields, got {type(data).__name__}")
+        raise UserError(f"{path}: expected a mapping of {of}, got {type(data).__name__}")
+    return data
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a config file into a dict of known fields, or raise UserError naming the problem."""
+    data = read_yaml_mapping(path, "config file", "config fields")
     # Accept the CLI spelling too (text-column) so a user can copy flags into a file.
     data = {str(k).replace("-", "_"): v for k, v in data.items()}
     unknown = sorted(set(data) - set(FIELD_NAMES))

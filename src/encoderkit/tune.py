@@ -23,7 +23,7 @@ from typing import Any, Literal
 import yaml
 
 from encoderkit.atomic import write_atomic, write_json
-from encoderkit.config import FIELD_NAMES, TrainConfig, build_config
+from encoderkit.config import FIELD_NAMES, TrainConfig, build_config, read_yaml_mapping
 from encoderkit.errors import UserError, brief
 from encoderkit.registry import entry
 from encoderkit.training import faults
@@ -81,16 +81,9 @@ def read_space(path: str, base: TrainConfig) -> list[Param]:
     Raises:
         UserError: the file, a field name or a range is wrong, or a value the config refuses.
     """
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: search space file not found") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        raise UserError(
-            f"{path}: cannot read the search space (YAML: field: [choices] or {{low, high}})"
-        ) from None
-    if not isinstance(data, dict) or not data:
-        raise UserError(f"{path}: expected a mapping of config fields to choices or ranges")
+    data = read_yaml_mapping(path, "search space file", "config fields to choices or ranges")
+    if not data:
+        raise UserError(f"{path}: an empty search space (field: [choices] or field: {{low, high}})")
     params = [_param(path, str(name).replace("-", "_"), spec) for name, spec in data.items()]
     for param in params:  # every edge of the space is a valid config, before any trial trains
         for value in param.corners():

@@ -189,6 +189,15 @@ class Registered:
         raise UserError(f"lengths: not available for --task {self.name}")
 
 
+def label_maps(names: list[str]) -> dict[str, Any]:
+    """The model config's label count and names (what `from_pretrained` users read back)."""
+    return {
+        "num_labels": len(names),
+        "id2label": dict(enumerate(names)),
+        "label2id": {n: i for i, n in enumerate(names)},
+    }
+
+
 def data_check_lines(summary: dict[str, Any]) -> list[str]:
     """The data check as console lines: a heading, then one aligned `key  value` line each."""
     width = max(len(k) for k in summary)

@@ -11,14 +11,13 @@ import math
 import re
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from sklearn.utils.class_weight import compute_class_weight
 
+from encoderkit.config import read_yaml_mapping
 from encoderkit.data.columns import Columns
 from encoderkit.data.tables import Table
 from encoderkit.data.text_checks import check_text
@@ -141,16 +140,9 @@ def class_weights(spec: str, names: list[str], ids: list[int]) -> list[float]:
 
 
 def _weights_file(path: str, names: list[str]) -> dict[str, float]:
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: class weights file not found (or use --class-weights balanced)") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        raise UserError(
-            f"{path}: cannot read the class weights (a YAML or JSON mapping label: weight)"
-        ) from None
-    if not isinstance(data, dict) or not data:
-        raise UserError(f"{path}: expected a mapping of label: weight, got {brief(data)}")
+    data = read_yaml_mapping(path, "class weights file", "label: weight")
+    if not data:
+        raise UserError(f"{path}: no class weights (a mapping of label: weight)")
     weights = {}
     for raw_label, weight in data.items():
         label = label_key(raw_label, path)

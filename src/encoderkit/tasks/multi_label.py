@@ -27,7 +27,7 @@ from encoderkit.registry import TaskEntry
 from encoderkit.reporting.formats import html_table
 from encoderkit.reporting.markdown import md_table
 from encoderkit.tasks import classification as cls
-from encoderkit.tasks.base import Evaluation, LoadedModel, Outputs, PreparedData
+from encoderkit.tasks.base import Evaluation, LoadedModel, Outputs, PreparedData, label_maps
 from encoderkit.tasks.schemas import Id
 from encoderkit.tasks.sequence import SequenceTask, resolve
 
@@ -185,12 +185,7 @@ class MultiLabelTask(SequenceTask):
 
     def model_config(self, data: PreparedData) -> dict[str, Any]:
         names = data.label_names or []
-        return {
-            "num_labels": len(names),
-            "id2label": dict(enumerate(names)),
-            "label2id": {n: i for i, n in enumerate(names)},
-            "problem_type": "multi_label_classification",
-        }
+        return {**label_maps(names), "problem_type": "multi_label_classification"}
 
     def loss(self, logits: Outputs, targets: Outputs, pad: torch.Tensor | None) -> torch.Tensor:
         """Binary cross-entropy over every (example, label), as HF's multi-label head computes it."""

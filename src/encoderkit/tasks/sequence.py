@@ -23,7 +23,7 @@ from encoderkit.model_folder.card import CardText
 from encoderkit.registry import TaskEntry
 from encoderkit.reporting.markdown import md_table
 from encoderkit.tasks import classification as cls
-from encoderkit.tasks.base import Evaluation, LoadedModel, Outputs, PreparedData, Registered
+from encoderkit.tasks.base import Evaluation, LoadedModel, Outputs, PreparedData, Registered, label_maps
 from encoderkit.tasks.rows import check_rows, text_field, with_ids
 from encoderkit.tasks.schemas import Id, Strict, id_field, request_of
 
@@ -170,12 +170,7 @@ class SequenceTask(Registered):
         if self.regression:
             return {"num_labels": 1, "problem_type": "regression"}
         names = data.label_names or []
-        return {
-            "num_labels": len(names),
-            "id2label": dict(enumerate(names)),
-            "label2id": {n: i for i, n in enumerate(names)},
-            "problem_type": "single_label_classification",
-        }
+        return {**label_maps(names), "problem_type": "single_label_classification"}
 
     def loss(self, logits: Outputs, targets: Outputs, pad: torch.Tensor | None) -> torch.Tensor:
         """Mean squared error for regression, else cross-entropy, as HF's heads compute them;

@@ -25,7 +25,15 @@ from encoderkit.errors import UserError
 from encoderkit.features.collate import IGNORE
 from encoderkit.model_folder.card import CardText
 from encoderkit.reporting.markdown import md_table
-from encoderkit.tasks.base import Evaluation, LoadedModel, Outputs, PreparedData, Registered, data_check_lines
+from encoderkit.tasks.base import (
+    Evaluation,
+    LoadedModel,
+    Outputs,
+    PreparedData,
+    Registered,
+    data_check_lines,
+    label_maps,
+)
 from encoderkit.tasks.losses import token_loss
 from encoderkit.tasks.rows import check_rows, with_ids
 from encoderkit.tasks.schemas import Id, Strict, id_field, request_of
@@ -173,11 +181,7 @@ class TokenClassificationTask(Registered):
 
     def model_config(self, data: PreparedData) -> dict[str, Any]:
         names = data.label_names or []
-        return {
-            "num_labels": len(names),
-            "id2label": dict(enumerate(names)),
-            "label2id": {n: i for i, n in enumerate(names)},
-        }
+        return label_maps(names)
 
     def loss_units(self, data: PreparedData, indices: Sequence[int], epoch: int, seed: int) -> int:
         labels = data.train.targets["labels"]
