@@ -110,8 +110,7 @@ class MaskedLMTask(Registered):
         }
         if cut:
             summary["texts cut to max_length"] = cut
-        eval_set, gold, shown = None, None, []
-        vocabulary = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+        eval_set, gold, shown, vocabulary = None, None, [], []
         if config.eval:
             held = read_texts(config.eval, config.text_column, config.line_by_line).texts
         if held is not None:
@@ -122,6 +121,7 @@ class MaskedLMTask(Registered):
                 where = config.eval or f"{config.train} (--eval-split)"
                 raise UserError(f"{where}: too little text: the eval masking chose no token")
             eval_set, gold = Encoded(inputs), labels
+            vocabulary = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
             shown = examples.pick(inputs, labels, vocabulary, tokenizer.mask_token, IGNORE)
             summary["eval sequences"] = f"{len(inputs)} ({masked} masked tokens, fixed)"
             if config.eval_split:
@@ -145,7 +145,7 @@ class MaskedLMTask(Registered):
                 "pad_token_id": tokenizer.pad_token_id,
                 # The report's fill-mask examples: where they are, and the tokens to show them.
                 "examples": shown,
-                "vocabulary": vocabulary if shown else [],
+                "vocabulary": vocabulary if shown else [],  # (the whole one: any id may be a guess)
             },
             messages=messages,
         )
